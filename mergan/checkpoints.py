@@ -1,0 +1,133 @@
+"""The only code that knows file formats.
+
+Two kinds of file, as in diffusers' training scripts:
+
+- the deliverable, one per task: ``task_XX.safetensors`` holding that task's generator and string metadata
+  (``strategy``, ``task``, ``classes``, ``dataset``, ``data_source``, ``model``, ``iters``, ...), enough to
+  rebuild it with ``load_generator`` alone;
+- the resumable training state, ``state.pt``: generator, critic, optimisers, random-number state and the
+  strategy's own tensors.
+
+Every write goes to a temporary file in the same folder and is renamed over the target, so a crash never
+leaves a half-written file and never destroys the previous one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .models import ARCHS, build_generator
+
+FORMAT = "mergan-generator"
+FORMAT_VERSION = "1"
+REQUIRED_META = ("strategy", "task", "classes", "dataset", "data_source", "model", "iters")
+
+
+class CheckpointError(Exception):
+    """An unreadable, truncated or mismatched checkpoint; the message says which file and what to do."""
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def task_path(run_dir: str | Path, task: int) -> Path:
+    return Path(run_dir) / f"task_{task:02d}.safetensors"
+
+
+def save_generator(path: str | Path, G: torch.nn.Module, meta: dict) -> None:
+    """Save a generator's weights and its metadata (values JSON-encoded unless already strings)."""
+    from safetensors.torch import save_file
+
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ValueError(f"generator metadata lacks {missing}")
+    strings = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    strings.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=strings))
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The decoded metadata of a generator file, without loading its weights."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; check the path (runs hold task_XX.safetensors files)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); it may be truncated: "
+                              f"re-copy it or retrain that task")
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a MeRGAN generator (format {raw.get('format')!r}); "
+                              f"use a task_XX.safetensors written by train.py")
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {raw.get('format_version')}, this mergan reads "
+                              f"{FORMAT_VERSION}; use the mergan version that wrote it")
+    meta = {}
+    for k, v in raw.items():
+        try:
+            meta[k] = json.loads(v)
+        except json.JSONDecodeError:
+            meta[k] = v
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing or not isinstance(meta.get("model"), dict) or meta["model"].get("arch") not in ARCHS:
+        raise CheckpointError(f"{path} lacks metadata {missing or ['model']}; it was not written by train.py")
+    return meta
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a task's generator from its safetensors file: ``G, meta = load_generator(path)``.
+
+    ``meta['classes']`` lists the class names in task order; conditioning label i draws class i.
+    The generator is returned in eval mode with gradients off (batch norm still uses batch statistics).
+    """
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    G = build_generator(meta["model"])
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise CheckpointError(f"cannot read the weights in {path} ({e}); it may be truncated: re-copy it")
+    try:
+        G.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"weights in {path} do not fit its model metadata ({first}); the file is corrupt")
+    G.eval().requires_grad_(False)
+    return G.to(device), meta
+
+
+def save_state(path: str | Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: str | Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read training state {path} ({type(e).__name__}); it is corrupt: delete it "
+                              f"to restart from the last finished task")

@@ -1,0 +1,51 @@
+"""Loss terms, named after the paper and the original code (``mergan.py:139-176, 268-323``)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GP_WEIGHT = 10.0  # WGAN-GP's lambda, mergan.py:102
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
+                     loss_scale: float | None = None) -> torch.Tensor:
+    """WGAN-GP penalty mean((||grad_x D(x_hat)||_2 - 1)^2) on per-sample interpolates x_hat.
+
+    ``alpha`` has one U(0,1) value per sample. Under fp16 loss scaling pass the scaler's current scale:
+    the critic's output is scaled before differentiation (so small fp16 gradients do not flush to zero)
+    and the gradient is unscaled again, as PyTorch's AMP recipe for gradient penalties does.
+    """
+    alpha = alpha.view(-1, *([1] * (real.dim() - 1))).to(real.dtype)
+    x_hat = (real + alpha * (fake - real)).detach().requires_grad_(True)
+    out, _ = critic(x_hat)
+    out = out.float().sum()
+    if loss_scale is not None:
+        out = out * loss_scale
+    (grad,) = torch.autograd.grad(out, x_hat, create_graph=True)
+    grad = grad.float()
+    if loss_scale is not None:
+        grad = grad / loss_scale
+    return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def wasserstein_critic_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Critic side of the Wasserstein estimate: mean D(fake) - mean D(real)."""
+    return d_fake.float().mean() - d_real.float().mean()
+
+
+def wasserstein_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    return -d_fake.float().mean()
+
+
+def aux_classifier_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """AC-GAN cross-entropy (lambda_CLS = 1 on both sides, mergan.py:96-98)."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+def replay_alignment(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """``tf.nn.l2_loss(old - new)``: half the *sum* (not mean) of squared differences over samples and pixels.
+
+    The strategy multiplies by lambda_RA and, for digits, divides by the number of old classes (paper eq. 13
+    with the code's reduction, mergan.py:275-281).
+    """
+    return 0.5 * (new.float() - old.detach().float()).pow(2).sum()
