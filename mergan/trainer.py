@@ -1,0 +1,273 @@
+"""The one training loop: a conditional WGAN-GP with an auxiliary classifier, one class per task.
+
+Per task (``mergan.py:344-384``): iteration 0 trains only the critic; every later iteration makes one generator
+update, then ``critic_iters`` critic updates, each on a fresh real batch of the current class. The critic
+carries over between tasks; both Adam optimisers are reset at every task start. The strategy adds its terms
+(see ``mergan.strategies``). Every backward goes through the Accelerator, so the same code runs on the CPU,
+one GPU, several GPUs (DDP) and in mixed precision.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoints import load_generator, load_state, save_generator, save_state, task_path
+from .data import BatchStream, TaskData, to_float
+from .losses import (aux_classifier_loss, gradient_penalty, wasserstein_critic_loss,
+                     wasserstein_generator_loss)
+from .models import build_critic, build_generator
+from .sampling import class_grid, save_png
+from .strategies import Strategy
+
+log = logging.getLogger("mergan")
+
+
+class TrainingError(Exception):
+    """Training cannot go on (for example a NaN loss); the message says what to change."""
+
+
+class Interrupted(Exception):
+    """Raised by ``stop_after`` to simulate a crash right after a state save (tests)."""
+
+
+@dataclass
+class RunConfig:
+    dataset: str
+    strategy: str
+    classes: list
+    iters: int
+    model: dict
+    data_source: str
+    seed: int = 0
+    batch_size: int = 64
+    critic_iters: int = 5
+    lr: float = 1e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    gp_weight: float = 10.0
+    ra_lambda: float | None = None
+    ewc_lambda: float = 1e9
+    save_every: int = 500
+    log_every: int = 50
+    sample_seed: int = 1234
+
+    # Settings that must match for a run folder to be resumed or extended (classes may grow).
+    FIXED = ("dataset", "strategy", "iters", "model", "data_source", "seed", "batch_size", "critic_iters", "lr",
+             "beta1", "beta2", "gp_weight", "ra_lambda", "ewc_lambda")
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, data: TaskData, run_dir: Path, accelerator, strategy: Strategy,
+                 stop_after: int | None = None):
+        self.cfg, self.data, self.run_dir, self.acc, self.strategy = cfg, data, Path(run_dir), accelerator, strategy
+        self.device = accelerator.device
+        self.batch_size = cfg.batch_size
+        self.reduce_replay = cfg.model["arch"] == "dcgan32"  # digits share one replay batch (REDUCE_BATCH)
+        self.stop_after = stop_after
+        self._iterations_run = 0
+        torch.manual_seed(cfg.seed)
+        self.G_raw = build_generator(cfg.model)
+        self.D_raw = build_critic(cfg.model)
+        self.old_G = None
+        self.rng = torch.Generator().manual_seed(cfg.seed * 7919 + 104729 * accelerator.process_index)
+        self.n_seen = 0
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.model["z_dim"], generator=self.rng).to(self.device)
+
+    def labels(self, n: int, label: int) -> torch.Tensor:
+        return torch.full((n,), label, dtype=torch.long, device=self.device)
+
+    def autocast(self):
+        return self.acc.autocast()
+
+    def reduce_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of a tensor over processes (identity on one process)."""
+        return self.acc.reduce(x.to(self.device), "mean") if self.acc.num_processes > 1 else x
+
+    def _loss_scale(self):
+        scaler = getattr(self.acc, "scaler", None)
+        return scaler.get_scale() if scaler is not None and scaler.is_enabled() else None
+
+    def _prepare_models(self):
+        self.G, self.D = self.acc.prepare(self.G_raw, self.D_raw)
+
+    def _new_optimizers(self):
+        betas = (self.cfg.beta1, self.cfg.beta2)
+        opt_G = torch.optim.Adam(self.G_raw.parameters(), lr=self.cfg.lr, betas=betas)
+        opt_D = torch.optim.Adam(self.D_raw.parameters(), lr=self.cfg.lr, betas=betas)
+        self.opt_G, self.opt_D = self.acc.prepare(opt_G, opt_D)
+
+    # ------------------------------------------------------------------------------------------ steps
+    def critic_step(self, t: int, stream: BatchStream) -> torch.Tensor:
+        batch = next(stream)
+        if self.strategy.joint:
+            real, real_y = batch
+            real_y = real_y.to(self.device)
+        else:
+            real, real_y = batch, self.labels(self.batch_size, t)
+        real = to_float(real.to(self.device))
+        z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(self, t, self.batch_size)
+        alpha = torch.rand(self.batch_size, generator=self.rng).to(self.device)
+        with self.autocast():
+            with torch.no_grad():
+                fake = self.G_raw(z, fake_y)
+            d_real, logits_real = self.D(real)
+            d_fake, _ = self.D(fake)
+            loss = (wasserstein_critic_loss(d_real, d_fake)
+                    + self.cfg.gp_weight * gradient_penalty(self.D, real, fake.float(), alpha, self._loss_scale())
+                    + aux_classifier_loss(logits_real, real_y))
+            extra = self.strategy.critic_terms(self, t)
+            if extra is not None:
+                loss = loss + extra
+        self.opt_D.zero_grad(set_to_none=True)
+        self.acc.backward(loss)
+        self.opt_D.step()
+        return loss.detach()
+
+    def generator_step(self, t: int) -> torch.Tensor:
+        self.D_raw.requires_grad_(False)
+        z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(self, t, self.batch_size)
+        with self.autocast():
+            d_fake, logits = self.D_raw(self.G(z, fake_y))
+            loss = wasserstein_generator_loss(d_fake) + aux_classifier_loss(logits, fake_y)
+            extra = self.strategy.generator_terms(self, t)
+            if extra is not None:
+                loss = loss + extra
+        self.opt_G.zero_grad(set_to_none=True)
+        self.acc.backward(loss)
+        self.opt_G.step()
+        self.D_raw.requires_grad_(True)
+        return loss.detach()
+
+    # ------------------------------------------------------------------------------------------ state
+    def _state(self, t: int, it: int, done: bool) -> dict:
+        from accelerate.utils import gather_object
+
+        rng_states = gather_object([self.rng.get_state()])
+        scaler = getattr(self.acc, "scaler", None)
+        return {
+            "task": t, "iter": it, "task_done": done,
+            "G": self.G_raw.state_dict(), "D": self.D_raw.state_dict(),
+            "opt_G": None if done else self.opt_G.state_dict(),
+            "opt_D": None if done else self.opt_D.state_dict(),
+            "rng": rng_states, "strategy": self.strategy.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+        }
+
+    def _save_state(self, t: int, it: int, done: bool) -> None:
+        state = self._state(t, it, done)  # every process joins the gather
+        if self.acc.is_main_process:
+            save_state(self.run_dir / "state.pt", state)
+        self.acc.wait_for_everyone()
+
+    def _check_finite(self, t: int, it: int, d_loss, g_loss) -> None:
+        for name, value in (("critic", d_loss), ("generator", g_loss)):
+            if value is not None and not math.isfinite(float(value)):
+                raise TrainingError(
+                    f"the {name} loss became {float(value)} at task {t} iteration {it}; nothing from this task was "
+                    f"saved. Lower --lr, use --mixed-precision no, or --resume from the last saved state")
+
+    def _meta(self, t: int, iters: int) -> dict:
+        c = self.cfg
+        return {"strategy": c.strategy, "task": t, "classes": c.classes[: t + 1] if not self.strategy.joint
+                else c.classes, "dataset": c.dataset, "data_source": c.data_source, "model": c.model,
+                "iters": iters, "seed": c.seed, "batch_size": c.batch_size}
+
+    # ------------------------------------------------------------------------------------------ loop
+    def train(self, state: dict | None = None) -> None:
+        """Train every task not yet done, starting from ``state`` (a loaded ``state.pt``) if given."""
+        cfg = self.cfg
+        tasks = [len(cfg.classes) - 1] if self.strategy.joint else list(range(len(cfg.classes)))
+        iters = cfg.iters * (len(cfg.classes) if self.strategy.joint else 1)
+        start_task, start_iter = tasks[0], 0
+        if state is not None:
+            self.G_raw.load_state_dict(state["G"])
+            self.D_raw.load_state_dict(state["D"])
+            self.strategy.load_state_dict(state["strategy"])
+            if hasattr(self.strategy, "to"):
+                self.strategy.to(self.device)
+            if len(state["rng"]) != self.acc.num_processes:
+                raise TrainingError(f"this run was trained on {len(state['rng'])} process(es), now "
+                                    f"{self.acc.num_processes}; resume it with the same number of processes")
+            self.rng.set_state(state["rng"][self.acc.process_index])
+            scaler = getattr(self.acc, "scaler", None)
+            if state["scaler"] is not None and scaler is not None:
+                scaler.load_state_dict(state["scaler"])
+            start_task, start_iter = state["task"], state["iter"]
+            if state["task_done"]:
+                start_task, start_iter = state["task"] + 1, 0
+        self._prepare_models()
+        for t in tasks:
+            if t < start_task:
+                continue
+            resuming = state is not None and not state["task_done"] and t == state["task"]
+            self.run_task(t, iters, start_iter if resuming else 0, state if resuming else None)
+
+    def run_task(self, t: int, iters: int, start_iter: int, state: dict | None) -> None:
+        cfg, acc = self.cfg, self.acc
+        self.n_seen = t + 1 if not self.strategy.joint else len(cfg.classes)
+        self._new_optimizers()
+        if state is not None:
+            self.opt_G.load_state_dict(state["opt_G"])
+            self.opt_D.load_state_dict(state["opt_D"])
+        if self.strategy.uses_old_generator and t > 0:
+            self.old_G, _ = load_generator(task_path(self.run_dir, t - 1), self.device)
+        self.strategy.begin_task(self, t)
+        if self.strategy.joint:
+            dataset, name = self.data.labeled(cfg.classes), "all classes"
+        else:
+            dataset, name = self.data.train[cfg.classes[t]], cfg.classes[t]
+        seed = cfg.seed * 1000 + t + 100_003 * acc.process_index
+        stream = BatchStream(dataset, cfg.batch_size, seed, start=start_iter * cfg.critic_iters,
+                             num_workers=0 if getattr(dataset, "in_memory", False) else 4)
+        bar = tqdm(total=iters + 1, initial=start_iter, desc=f"task {t} ({name})", dynamic_ncols=True,
+                   disable=not acc.is_local_main_process)
+        d_loss = g_loss = None
+        for it in range(start_iter, iters + 1):
+            if it > 0:
+                g_loss = self.generator_step(t)
+            for _ in range(cfg.critic_iters):
+                d_loss = self.critic_step(t, stream)
+            bar.update(1)
+            done_iters = it + 1
+            if done_iters % cfg.log_every == 0 or done_iters == iters + 1:
+                self._check_finite(t, it, d_loss, g_loss)
+                logs = {"d_loss": float(d_loss), **({"g_loss": float(g_loss)} if g_loss is not None else {})}
+                bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+                acc.log({f"task{t}/{k}": v for k, v in logs.items()}, step=done_iters)
+            if done_iters % cfg.save_every == 0 and done_iters < iters + 1:
+                self._check_finite(t, it, d_loss, g_loss)
+                self._save_state(t, done_iters, done=False)
+            self._iterations_run += 1
+            if self.stop_after is not None and self._iterations_run >= self.stop_after:
+                bar.close()
+                raise Interrupted(f"stopped after {self._iterations_run} iterations")
+        bar.close()
+        self._check_finite(t, iters, d_loss, g_loss)
+        self.strategy.end_task(self, t)
+        if acc.is_main_process:
+            save_generator(task_path(self.run_dir, t), self.G_raw, self._meta(t, iters))
+            save_png(class_grid(self.G_raw, self.n_seen, 10, cfg.sample_seed),
+                     self.run_dir / "samples" / f"task_{t:02d}.png")
+            log.info("task %d (%s) done: %s", t, name, task_path(self.run_dir, t))
+        self._save_state(t, iters + 1, done=True)
+
+
+def config_mismatch(saved: dict, new: RunConfig) -> str | None:
+    """Why a run folder's saved configuration cannot be continued with ``new``, or None."""
+    for key in RunConfig.FIXED:
+        a, b = saved.get(key), getattr(new, key)
+        if json.loads(json.dumps(a)) != json.loads(json.dumps(b)):
+            return f"{key} was {a!r} in that run, now {b!r}"
+    old = saved.get("classes", [])
+    if new.classes[: len(old)] != old:
+        return f"classes were {','.join(old)}; a continued run must start with the same classes in the same order"
+    return None

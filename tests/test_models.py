@@ -1,0 +1,78 @@
+"""Generators and critics: the original's sizes, shapes, ranges, and batch-statistics conditional BN."""
+import pytest
+import torch
+
+from mergan.models import (ConditionalBatchNorm2d, build_critic, build_generator, count_parameters,
+                           model_config)
+
+
+@pytest.mark.parametrize("channels, g_params, d_params", [(1, 525_569, 279_563), (3, 527_171, 281_163)])
+def test_dcgan32_matches_original_parameter_counts(channels, g_params, d_params):
+    cfg = model_config("dcgan32", channels=channels)
+    assert count_parameters(build_generator(cfg)) == g_params
+    assert count_parameters(build_critic(cfg)) == d_params
+
+
+def test_resnet64_parameter_counts_close_to_original():
+    cfg = model_config("resnet64", channels=3)
+    assert abs(count_parameters(build_generator(cfg)) - 8.62e6) / 8.62e6 < 0.01
+    assert abs(count_parameters(build_critic(cfg)) - 7.57e6) / 7.57e6 < 0.01
+
+
+@pytest.mark.parametrize("arch, channels, size, dim", [("dcgan32", 1, 32, 8), ("dcgan32", 3, 32, 8),
+                                                       ("resnet64", 3, 64, 4)])
+def test_shapes_and_ranges(arch, channels, size, dim):
+    cfg = model_config(arch, channels=channels, dim=dim)
+    G, D = build_generator(cfg), build_critic(cfg)
+    z, y = torch.randn(6, 128), torch.tensor([0, 1, 2, 3, 9, 9])
+    x = G(z, y)
+    assert x.shape == (6, channels, size, size)
+    assert x.min() >= -1 and x.max() <= 1 and x.std() > 0
+    out, logits = D(x)
+    assert out.shape == (6,) and logits.shape == (6, 10)
+
+
+def test_ac_head_has_at_least_ten_classes():
+    assert model_config("resnet64", channels=3, n_classes=4)["n_classes"] == 10
+    assert model_config("dcgan32", channels=3, n_classes=12)["n_classes"] == 12
+
+
+def test_conditional_bn_uses_batch_statistics_in_eval_mode_too():
+    torch.manual_seed(0)
+    bn = ConditionalBatchNorm2d(3, 10)
+    x = torch.randn(8, 3, 4, 4) * 5 + 2
+    y = torch.zeros(8, dtype=torch.long)
+    bn.eval()
+    out = bn(x, y)
+    # normalised with this batch's mean and biased variance, whatever the mode
+    assert torch.allclose(out.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(out.var(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
+    # one sample's output depends on the rest of its batch (no running averages)
+    assert not torch.allclose(bn(x[:4], y[:4])[0], out[0])
+
+
+def test_conditional_bn_per_class_scale_and_offset():
+    bn = ConditionalBatchNorm2d(2, 10)
+    with torch.no_grad():
+        bn.scale[3] = torch.tensor([2.0, 3.0])
+        bn.offset[3] = torch.tensor([1.0, -1.0])
+    x = torch.randn(16, 2, 3, 3)
+    base = bn(x, torch.zeros(16, dtype=torch.long))
+    out = bn(x, torch.full((16,), 3))
+    assert torch.allclose(out, base * torch.tensor([2.0, 3.0])[None, :, None, None]
+                          + torch.tensor([1.0, -1.0])[None, :, None, None], atol=1e-6)
+
+
+def test_generator_output_depends_on_label_and_is_batch_dependent():
+    torch.manual_seed(0)
+    G = build_generator(model_config("dcgan32", channels=1, dim=8))
+    with torch.no_grad():  # give the class tables distinct values, as training would
+        for norm in G.norms:
+            norm.scale.normal_(1, 0.5)
+            norm.offset.normal_(0, 0.5)
+    z = torch.randn(8, 128)
+    a = G(z, torch.zeros(8, dtype=torch.long))
+    b = G(z, torch.ones(8, dtype=torch.long))
+    assert (a - b).abs().max() > 1e-3
+    G.eval()
+    assert torch.allclose(G(z, torch.zeros(8, dtype=torch.long)), a)

@@ -1,0 +1,142 @@
+"""Each strategy's terms against the original's formulas, on a stand-in for the trainer."""
+import contextlib
+import copy
+
+import pytest
+import torch
+
+from mergan.losses import aux_classifier_loss
+from mergan.models import build_critic, build_generator, model_config
+from mergan.strategies import RA_LAMBDA, STRATEGIES, replay_sizes
+
+
+class FakeTrainer:
+    """What a strategy may touch: the generator/critic pair, the frozen old generator and the noise source."""
+
+    def __init__(self, arch="dcgan32", seed=0):
+        torch.manual_seed(seed)
+        cfg = model_config(arch, channels=1 if arch == "dcgan32" else 3, dim=4)
+        self.G = self.G_raw = build_generator(cfg)
+        self.D = self.D_raw = build_critic(cfg)
+        self.old_G = copy.deepcopy(self.G).requires_grad_(False)
+        with torch.no_grad():  # make the new generator differ from the old one
+            for p in self.G.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        self.batch_size = 64 if arch == "dcgan32" else 8
+        self.reduce_replay = arch == "dcgan32"
+        self.device = torch.device("cpu")
+        self.rng = torch.Generator().manual_seed(123)
+        self.n_seen = 3
+
+    def noise(self, n):
+        return torch.randn(n, 128, generator=self.rng)
+
+    def labels(self, n, label):
+        return torch.full((n,), label, dtype=torch.long)
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_first_task_is_plain_gan_for_every_strategy(name):
+    tr, s = FakeTrainer(), STRATEGIES[name]("mnist")
+    if name in ("sft", "ra", "jtr"):
+        assert s.critic_terms(tr, 0) is None and s.generator_terms(tr, 0) is None
+
+
+def test_sft_adds_nothing_and_asks_for_the_current_class():
+    tr, s = FakeTrainer(), STRATEGIES["sft"]("mnist")
+    assert s.critic_terms(tr, 3) is None and s.generator_terms(tr, 3) is None
+    assert (s.fake_labels(tr, 3, 64) == 3).all()
+
+
+def test_replay_sizes_digits_share_one_batch_lsun_full_batches():
+    tr = FakeTrainer()
+    assert replay_sizes(tr, 1) == [64] and replay_sizes(tr, 3) == [21, 21, 21] and replay_sizes(tr, 9) == [7] * 9
+    tr.reduce_replay, tr.batch_size = False, 64
+    assert replay_sizes(tr, 3) == [64, 64, 64]
+
+
+def test_ra_lambdas_as_paper():
+    assert RA_LAMBDA["mnist"] == 1e-3 and RA_LAMBDA["svhn"] == 1e-2 and RA_LAMBDA["lsun"] == 1e-3
+    assert STRATEGIES["ra"]("svhn").lam == 1e-2 and STRATEGIES["ra"]("mnist", ra_lambda=0.5).lam == 0.5
+
+
+def _ra_reference(tr, t, lam, divide):
+    tr.rng.manual_seed(7)
+    total = 0.0
+    for i, n in enumerate(replay_sizes(tr, t)):
+        z = tr.noise(n)
+        y = torch.full((n,), i, dtype=torch.long)
+        total = total + 0.5 * ((tr.G(z, y) - tr.old_G(z, y)) ** 2).sum()
+    return lam * total / (t if divide else 1)
+
+
+@pytest.mark.parametrize("arch", ["dcgan32", "resnet64"])
+def test_ra_equals_summed_form(arch):
+    tr, s = FakeTrainer(arch), STRATEGIES["ra"]("mnist")
+    t = 3
+    expected = _ra_reference(tr, t, s.lam, divide=arch == "dcgan32")
+    tr.rng.manual_seed(7)
+    got = s.generator_terms(tr, t)
+    assert torch.allclose(got, expected, rtol=1e-5)
+    got.backward()
+    assert all(p.grad is None for p in tr.old_G.parameters())
+    assert tr.G.fc.weight.grad is not None and tr.G.fc.weight.grad.abs().sum() > 0
+
+
+def test_ra_zero_when_generators_identical():
+    tr, s = FakeTrainer(), STRATEGIES["ra"]("mnist")
+    tr.old_G = copy.deepcopy(tr.G).requires_grad_(False)
+    assert s.generator_terms(tr, 4) == 0
+
+
+def _jtr_critic_reference(tr, t):
+    tr.rng.manual_seed(11)
+    total = 0.0
+    for i, n in enumerate(replay_sizes(tr, t)):
+        z, y = tr.noise(n), torch.full((n,), i, dtype=torch.long)
+        with torch.no_grad():
+            old, new = tr.old_G(z, y), tr.G(z, y)
+        d_new, _ = tr.D(new)
+        d_old, logits = tr.D(old)
+        total = total + d_new.mean() - d_old.mean() + aux_classifier_loss(logits, y)
+    return total if tr.reduce_replay else total / t
+
+
+@pytest.mark.parametrize("arch", ["dcgan32", "resnet64"])
+def test_jtr_critic_side_old_replays_are_real_with_ac_loss(arch):
+    tr, s = FakeTrainer(arch), STRATEGIES["jtr"]("mnist")
+    expected = _jtr_critic_reference(tr, 2)
+    tr.rng.manual_seed(11)
+    got = s.critic_terms(tr, 2)
+    assert torch.allclose(got, expected, rtol=1e-5)
+    got.backward()  # trains the critic only: the generator is not in this graph
+    assert all(p.grad is None for p in tr.G.parameters())
+    assert tr.D.classifier.weight.grad.abs().sum() > 0
+
+
+def test_jtr_generator_side_trains_new_generator_on_old_labels():
+    tr, s = FakeTrainer(), STRATEGIES["jtr"]("mnist")
+    tr.D.requires_grad_(False)
+    loss = s.generator_terms(tr, 3)
+    loss.backward()
+    assert tr.G.fc.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tr.old_G.parameters())
+    # every old label is asked for: the term changes if the class-2 tables change
+    tr.rng.manual_seed(0)
+    a = float(s.generator_terms(tr, 3))
+    with torch.no_grad():
+        tr.G.norms[0].offset[2] += 3.0
+    tr.rng.manual_seed(0)
+    assert float(s.generator_terms(tr, 3)) != a
+
+
+def test_joint_asks_for_every_class_uniformly():
+    tr, s = FakeTrainer(), STRATEGIES["joint"]("mnist")
+    tr.n_seen = 5
+    labels = s.fake_labels(tr, 4, 5000)
+    counts = torch.bincount(labels, minlength=5)
+    assert labels.min() == 0 and labels.max() == 4
+    assert (counts > 850).all()

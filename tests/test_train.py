@@ -1,0 +1,194 @@
+"""train.py end to end on the shipped real digits: every strategy, resume, extension, bad input, 2 processes."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train
+from mergan import load_generator, sample
+from mergan.checkpoints import CheckpointError, read_metadata
+from mergan.strategies import STRATEGIES
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--mnist-source", "mnist5k", "--dim", "4", "--iters", "3", "--save-every", "2"]
+
+
+def run(out, *extra, strategy="ra", classes="0,1", stop_after=None):
+    return train.main(["--strategy", strategy, "--classes", classes, "--out", str(out), *TINY, *extra],
+                      stop_after=stop_after)
+
+
+def tensors(path):
+    return load_file(str(path))
+
+
+def same_files(a, b):
+    ta, tb = tensors(a), tensors(b)
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_end_to_end(tmp_path, strategy):
+    out = tmp_path / strategy
+    assert run(out, strategy=strategy, classes="0,1,2") == 0
+    files = sorted(out.glob("task_*.safetensors"))
+    expected = ["task_02.safetensors"] if strategy == "joint" else [f"task_{t:02d}.safetensors" for t in range(3)]
+    assert [f.name for f in files] == expected
+    for f in files:
+        meta = read_metadata(f)
+        assert meta["strategy"] == strategy and meta["dataset"] == "mnist"
+        assert meta["classes"] == ["0", "1", "2"][: meta["task"] + 1]
+        assert "mnist5k" in meta["data_source"] and meta["model"]["dim"] == 4
+        assert meta["iters"] == (9 if strategy == "joint" else 3)
+        assert (out / "samples" / f"task_{meta['task']:02d}.png").is_file()
+        G, _ = load_generator(f)
+        imgs = sample(G, [0, 1, 2], seed=0)
+        assert imgs.dtype == torch.uint8 and imgs.shape == (3, 1, 32, 32)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["strategy"] == strategy and saved["classes"] == ["0", "1", "2"]
+
+
+def test_first_task_identical_across_sequential_strategies(tmp_path):
+    # the paper's Fig. 5 starts every method from the same first-task network; here it comes for free
+    for s in ("sft", "ra", "jtr"):
+        assert run(tmp_path / s, strategy=s, classes="0") == 0
+    assert same_files(tmp_path / "sft/task_00.safetensors", tmp_path / "ra/task_00.safetensors")
+    assert same_files(tmp_path / "sft/task_00.safetensors", tmp_path / "jtr/task_00.safetensors")
+
+
+def test_same_command_same_numbers(tmp_path):
+    assert run(tmp_path / "a", classes="0,1") == 0
+    assert run(tmp_path / "b", classes="0,1") == 0
+    assert same_files(tmp_path / "a/task_01.safetensors", tmp_path / "b/task_01.safetensors")
+
+
+@pytest.mark.parametrize("strategy, stop", [("ra", 2), ("ra", 6), ("ewc", 5), ("joint", 4)])
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, strategy, stop):
+    classes = "0,1,2"
+    assert run(tmp_path / "full", strategy=strategy, classes=classes) == 0
+    part = tmp_path / "part"
+    with pytest.raises(train.Interrupted):
+        run(part, strategy=strategy, classes=classes, stop_after=stop)
+    assert (part / "state.pt").is_file()
+    # without --resume the interrupted run is not touched
+    assert run(part, strategy=strategy, classes=classes) == 1
+    assert run(part, "--resume", strategy=strategy, classes=classes) == 0
+    for f in sorted((tmp_path / "full").glob("task_*.safetensors")):
+        assert same_files(f, part / f.name), f.name
+
+
+def test_extending_a_finished_run_trains_only_new_tasks(tmp_path, capsys):
+    assert run(tmp_path / "direct", classes="0,1,2") == 0
+    ext = tmp_path / "ext"
+    assert run(ext, classes="0,1") == 0
+    before = {f.name: digest(f) for f in ext.glob("task_*.safetensors")}
+    assert run(ext, classes="0,1") == 0  # nothing to do
+    assert "nothing to train" in capsys.readouterr().out
+    assert run(ext, classes="0,1,2") == 0
+    assert {f.name: digest(f) for f in ext.glob("task_0[01].safetensors")} == before
+    # adding a class needs neither old data nor retraining, and gives what one long run gives
+    assert same_files(tmp_path / "direct/task_02.safetensors", ext / "task_02.safetensors")
+
+
+def test_mismatched_configuration_refused(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert run(out, classes="0,1") == 0
+    assert run(out, "--seed", "3", classes="0,1,2") == 1
+    assert "seed" in capsys.readouterr().err
+    assert run(out, classes="1,0,2") == 1
+    assert "same classes in the same order" in capsys.readouterr().err
+    assert run(out, strategy="sft", classes="0,1,2") == 1
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_saved_files(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    assert run(out, classes="0,1") == 0
+    before = {f.name: digest(f) for f in out.iterdir() if f.is_file()}
+    import mergan.trainer as trainer
+
+    monkeypatch.setattr(trainer, "wasserstein_generator_loss", lambda d: d.float().mean() * float("nan"))
+    assert run(out, classes="0,1,2") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nan" in err[0] and "task 2" in err[0]
+    assert not (out / "task_02.safetensors").exists()
+    for name, h in before.items():
+        if name != "state.pt":
+            assert digest(out / name) == h
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "cifar"], "unknown dataset"),
+    (["--strategy", "foo"], "unknown strategy"),
+    (["--classes", "0,,1"], "empty class name"),
+    (["--classes", "12"], "class '12' is not in dataset mnist"),
+    (["--classes", "0,0"], "repeats a class"),
+    (["--preset", "huge"], "unknown preset"),
+    (["--dataset", "svhn", "--data-dir", "nowhere"], "train_32x32.mat"),
+    (["--dataset", "lsun", "--data-dir", "nowhere"], "does not exist"),
+    (["--mixed-precision", "fp16", "--cpu"], "fp16 mixed precision needs a CUDA GPU"),
+    (["--iters", "0"], "--iters must be at least 1"),
+    (["--resume"], "nothing to resume"),
+])
+def test_bad_input_one_clear_line(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "train.py", "--out", str(tmp_path / "r"), "--mnist-source", "mnist5k",
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_out_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert run(tmp_path, classes="0") == 1
+    assert "not a run folder" in capsys.readouterr().err
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_truncated_or_foreign_checkpoint_clear_error(tmp_path):
+    out = tmp_path / "r"
+    assert run(out, classes="0") == 0
+    good = (out / "task_00.safetensors").read_bytes()
+    bad = tmp_path / "truncated.safetensors"
+    bad.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_generator(bad)
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not a MeRGAN generator"):
+        load_generator(tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_generator(tmp_path / "missing.safetensors")
+
+
+def test_corrupt_state_is_refused_without_damage(tmp_path, capsys):
+    out = tmp_path / "r"
+    with pytest.raises(train.Interrupted):
+        run(out, classes="0,1", stop_after=2)
+    (out / "state.pt").write_bytes(b"garbage")
+    assert run(out, "--resume", classes="0,1") == 1
+    assert "corrupt" in capsys.readouterr().err
+    assert (out / "state.pt").read_bytes() == b"garbage"
+
+
+def test_accelerate_launch_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "train.py", "--strategy", "jtr", "--classes", "0,1", "--out", str(out), *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(f.name for f in out.glob("task_*.safetensors")) == ["task_00.safetensors", "task_01.safetensors"]
+    assert read_metadata(out / "task_01.safetensors")["classes"] == ["0", "1"]
+    assert proc.stdout.count("done: 2 task(s)") == 1  # only the main process reports and writes
