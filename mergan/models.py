@@ -189,6 +189,45 @@ class Critic64(nn.Module):
         return self.critic(h).squeeze(1), self.classifier(h)
 
 
+class ReplayGenerator(nn.Module):
+    """Deep Generative Replay's deliverable (Shin et al. 2017, as MeRGAN's paper implemented it): an
+    *unconditional* generator and the classifier ("solver") trained alongside it, here the critic's
+    auxiliary-classifier head.
+
+    Asked for a class, it draws unconditional batches and keeps the images the solver assigns to that class
+    (rejection sampling over the ``seen`` classes). The candidates' noise is derived from the given noise, so
+    the same noise gives the same images. After ``max_tries`` batches the remaining slots keep the last
+    candidates, whatever their class: a DGR that has forgotten a class cannot draw it.
+    """
+
+    max_tries = 20
+
+    def __init__(self, z_dim=128, n_classes=10, dim=32, channels=1, arch="dcgan32", seen=10):
+        super().__init__()
+        cfg = {"arch": arch, "z_dim": z_dim, "n_classes": n_classes, "dim": dim, "channels": channels}
+        self.generator, self.solver = build_generator(cfg), build_critic(cfg)
+        self.z_dim, self.n_classes, self.channels = z_dim, n_classes, channels
+        self.size, self.seen = self.generator.size, seen
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.solver(x)[1][:, : self.seen].argmax(1)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        zeros = torch.zeros_like(labels)
+        out = self.generator(z, zeros)
+        todo = self.classify(out) != labels
+        g = torch.Generator().manual_seed(int(z[0, :8].abs().sum().item() * 1e6) % (2**31))
+        for _ in range(self.max_tries):
+            if not todo.any():
+                break
+            cand = self.generator(torch.randn(z.shape, generator=g).to(z), zeros)
+            good = (self.classify(cand) == labels).nonzero().flatten()
+            slots = todo.nonzero().flatten()[: len(good)]
+            out[slots] = cand[good[: len(slots)]]
+            todo[slots] = False
+        return out
+
+
 def model_config(arch: str, *, channels: int, n_classes: int = 10, dim: int | None = None,
                  z_dim: int = 128) -> dict:
     """The constructor arguments of a generator/critic pair; stored in every checkpoint's metadata."""
@@ -200,6 +239,9 @@ def model_config(arch: str, *, channels: int, n_classes: int = 10, dim: int | No
 
 
 def build_generator(cfg: dict) -> nn.Module:
+    if cfg.get("replay") == "dgr":
+        args = {k: cfg[k] for k in ("z_dim", "n_classes", "dim", "channels", "arch")}
+        return ReplayGenerator(**args, seen=cfg.get("seen", cfg["n_classes"]))
     cls = {"dcgan32": Generator32, "resnet64": Generator64}[cfg["arch"]]
     return cls(z_dim=cfg["z_dim"], n_classes=cfg["n_classes"], dim=cfg["dim"], channels=cfg["channels"])
 

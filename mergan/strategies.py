@@ -32,8 +32,18 @@ class Strategy:
     def __init__(self, dataset: str = "mnist", ra_lambda: float | None = None, ewc_lambda: float = 1e9):
         self.dataset = dataset
 
+    conditional = True            # the generator is asked for a class (and its fakes must be classified as it)
+
     def fake_labels(self, tr, t: int, n: int) -> torch.Tensor:
         return torch.full((n,), t, dtype=torch.long, device=tr.device)
+
+    def real_batch(self, tr, t: int, real: torch.Tensor, real_y: torch.Tensor):
+        """What the critic sees as real data (with labels for its auxiliary classifier)."""
+        return real, real_y
+
+    def deliverable(self, tr, t: int):
+        """The module saved as the task's generator, and its constructor arguments."""
+        return tr.G_raw, tr.cfg.model
 
     def critic_terms(self, tr, t: int):
         return None
@@ -197,4 +207,44 @@ class EWC(Strategy):
         self.anchor = {k: v.to(device) for k, v in self.anchor.items()}
 
 
-STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (Strategy, JTR, RA, Joint, EWC)}
+class DGR(Strategy):
+    """Deep Generative Replay (Shin et al. 2017) as the paper implemented it: an unconditional GAN followed by
+    a classifier that labels its images.
+
+    The generator is unconditional (every image gets label 0, so conditional batch norm is plain batch norm,
+    and no auxiliary loss on its fakes). The critic's auxiliary-classifier head is the solver: it learns the
+    current class from real images and the old classes from the previous generator's replays, labelled by the
+    previous solver. Replays fill the share t/(t+1) of every real batch, so each class seen weighs the same.
+    Saved per task: generator and solver together (``models.ReplayGenerator``), which draws a class by
+    rejection sampling.
+    """
+
+    name = "dgr"
+    uses_old_generator = True
+    conditional = False
+
+    def fake_labels(self, tr, t, n):
+        return torch.zeros(n, dtype=torch.long, device=tr.device)
+
+    def real_batch(self, tr, t, real, real_y):
+        if t == 0:
+            return real, real_y
+        n_old = round(len(real) * t / (t + 1))
+        z = tr.noise(n_old)
+        with torch.no_grad(), tr.autocast():
+            replay = tr.old_G.generator(z, torch.zeros(n_old, dtype=torch.long, device=tr.device))
+            labels = tr.old_G.classify(replay)
+        return torch.cat([replay.float(), real[n_old:]]), torch.cat([labels, real_y[n_old:]])
+
+    def deliverable(self, tr, t):
+        from .models import ReplayGenerator
+
+        cfg = {**tr.cfg.model, "replay": "dgr", "seen": t + 1}
+        module = ReplayGenerator(**{k: cfg[k] for k in ("z_dim", "n_classes", "dim", "channels", "arch")},
+                                 seen=t + 1)
+        module.generator.load_state_dict(tr.G_raw.state_dict())
+        module.solver.load_state_dict(tr.D_raw.state_dict())
+        return module.to(tr.device), cfg
+
+
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (Strategy, JTR, RA, Joint, EWC, DGR)}

@@ -114,6 +114,7 @@ class Trainer:
         else:
             real, real_y = batch, self.labels(self.batch_size, t)
         real = to_float(real.to(self.device))
+        real, real_y = self.strategy.real_batch(self, t, real, real_y)
         z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(self, t, self.batch_size)
         alpha = torch.rand(self.batch_size, generator=self.rng).to(self.device)
         with self.autocast():
@@ -137,7 +138,9 @@ class Trainer:
         z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(self, t, self.batch_size)
         with self.autocast():
             d_fake, logits = self.D_raw(self.G(z, fake_y))
-            loss = wasserstein_generator_loss(d_fake) + aux_classifier_loss(logits, fake_y)
+            loss = wasserstein_generator_loss(d_fake)
+            if self.strategy.conditional:
+                loss = loss + aux_classifier_loss(logits, fake_y)
             extra = self.strategy.generator_terms(self, t)
             if extra is not None:
                 loss = loss + extra
@@ -254,8 +257,9 @@ class Trainer:
         self._check_finite(t, iters, d_loss, g_loss)
         self.strategy.end_task(self, t)
         if acc.is_main_process:
-            save_generator(task_path(self.run_dir, t), self.G_raw, self._meta(t, iters))
-            save_png(class_grid(self.G_raw, self.n_seen, 10, cfg.sample_seed),
+            deliverable, model = self.strategy.deliverable(self, t)
+            save_generator(task_path(self.run_dir, t), deliverable, {**self._meta(t, iters), "model": model})
+            save_png(class_grid(deliverable, self.n_seen, 10, cfg.sample_seed),
                      self.run_dir / "samples" / f"task_{t:02d}.png")
             log.info("task %d (%s) done: %s", t, name, task_path(self.run_dir, t))
         self._save_state(t, iters + 1, done=True)

@@ -140,3 +140,65 @@ def test_joint_asks_for_every_class_uniformly():
     counts = torch.bincount(labels, minlength=5)
     assert labels.min() == 0 and labels.max() == 4
     assert (counts > 850).all()
+
+
+def test_ewc_penalty_zero_at_anchor_positive_away():
+    tr, s = FakeTrainer(), STRATEGIES["ewc"]("mnist", ewc_lambda=1e9)
+    s.fisher_batches = 2
+    assert s.generator_terms(tr, 0) is None  # nothing learned yet
+    s.end_task(tr, 1)
+    assert all((f >= 0).all() for f in s.fisher.values()) and any(f.sum() > 0 for f in s.fisher.values())
+    assert s.generator_terms(tr, 2) == 0
+    with torch.no_grad():
+        tr.G.fc.weight.add_(0.01)
+    expected = 0.5 * 1e9 * (s.fisher["fc.weight"] * 0.01**2).sum()
+    assert torch.allclose(s.generator_terms(tr, 2), expected, rtol=1e-4)
+    state = s.state_dict()
+    s2 = STRATEGIES["ewc"]("mnist")
+    s2.load_state_dict(state)
+    assert torch.equal(s2.penalty(tr.G), s.penalty(tr.G))
+
+
+def _dgr_trainer():
+    from mergan.models import ReplayGenerator
+
+    tr = FakeTrainer()
+    old = ReplayGenerator(dim=4, seen=2)
+    old.generator.load_state_dict(tr.old_G.state_dict())
+    old.solver.load_state_dict(tr.D.state_dict())
+    tr.old_G = old.requires_grad_(False)
+    return tr
+
+
+def test_dgr_unconditional_generator_and_replayed_real_share():
+    tr, s = _dgr_trainer(), STRATEGIES["dgr"]("mnist")
+    assert not s.conditional and (s.fake_labels(tr, 2, 64) == 0).all()
+    real, y = torch.zeros(64, 1, 32, 32), torch.full((64,), 2)
+    r0, y0 = s.real_batch(tr, 0, real, y)
+    assert r0 is real and y0 is y
+    r, labels = s.real_batch(tr, 2, real, y)
+    n_old = round(64 * 2 / 3)
+    assert r.shape == real.shape and (r[n_old:] == 0).all() and (r[:n_old] != 0).any()
+    assert (labels[n_old:] == 2).all() and labels[:n_old].max() < 2  # old solver labels old classes only
+
+
+def test_dgr_deliverable_draws_classes_by_rejection_and_round_trips(tmp_path):
+    from mergan import load_generator, sample
+    from mergan.checkpoints import save_generator
+
+    tr, s = _dgr_trainer(), STRATEGIES["dgr"]("mnist")
+    tr.cfg = type("C", (), {"model": model_config("dcgan32", channels=1, dim=4)})()
+    module, cfg = s.deliverable(tr, 1)
+    assert cfg["replay"] == "dgr" and cfg["seen"] == 2
+    z = torch.randn(64, 128)
+    for label in (0, 1):
+        x = module(z, torch.full((64,), label))
+        hits = (module.classify(x) == label).float().mean()
+        plain = (module.classify(module.generator(z, torch.zeros(64, dtype=torch.long))) == label).float().mean()
+        assert hits >= plain  # rejection never makes it worse
+    meta = {"strategy": "dgr", "task": 1, "classes": ["0", "1"], "dataset": "mnist", "data_source": "x",
+            "model": cfg, "iters": 1}
+    save_generator(tmp_path / "g.safetensors", module, meta)
+    G, m = load_generator(tmp_path / "g.safetensors")
+    assert m["model"]["replay"] == "dgr"
+    assert torch.equal(sample(G, [0, 1, 1], seed=3), sample(module, [0, 1, 1], seed=3))
