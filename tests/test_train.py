@@ -139,12 +139,19 @@ def test_nan_loss_stops_with_one_line_and_keeps_saved_files(tmp_path, capsys, mo
     (["--iters", "0"], "--iters must be at least 1"),
     (["--resume"], "nothing to resume"),
 ])
-def test_bad_input_one_clear_line(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, "train.py", "--out", str(tmp_path / "r"), "--mnist-source", "mnist5k",
-                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error")]
-    assert len(lines) == 1 and message in lines[0], proc.stderr
+def test_bad_input_one_clear_line(tmp_path, capsys, args, message):
+    assert train.main(["--out", str(tmp_path / "r"), "--mnist-source", "mnist5k", *args]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_command_line_error_exit_code(tmp_path):
+    proc = subprocess.run([sys.executable, "train.py", "--out", str(tmp_path / "r"), "--classes", "0,11"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["error: class '11' is not in dataset mnist; choose from "
+                                                "0, 1, 2, 3, 4, 5, 6, 7, 8, 9"]
 
 
 def test_out_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
