@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true", help="log losses to OUT/logs for TensorBoard")
     p.add_argument("--test", action="store_true", help="evaluate the run in --out instead of training")
     p.add_argument("--eval-samples", type=int, default=6400, help="generated images per class for --test")
+    p.add_argument("--classifier", default=None,
+                   help="--test: evaluator file (default: assets/classifiers/, then classifiers/, else trained once)")
+    p.add_argument("--classifier-epochs", type=int, default=None,
+                   help="--test: epochs when the evaluator has to be trained (default 15)")
+    p.add_argument("--inception-weights", default=None,
+                   help="--test: local inception_v3 weights for Inception FID (skipped without them)")
     return p
 
 
@@ -107,22 +113,22 @@ def plan_run(out: Path, cfg: RunConfig, resume: bool):
         raise ValueError(f"{out} holds a different run ({why}); use the same settings or another --out")
     state_path = out / "state.pt"
     state = load_state(state_path) if state_path.is_file() else None
-    n_old = len(saved["classes"])
     if state is None:
         if not resume:
             raise ValueError(f"{out} holds a run that was interrupted before its first save; pass --resume to "
                              f"restart it, or choose another --out")
         return None, None
-    finished = state["task_done"] and state["task"] == n_old - 1
-    if cfg.strategy == "joint" and len(cfg.classes) != n_old:
+    n_done = state["task"] + 1 if state["task_done"] else state["task"]
+    if cfg.strategy == "joint" and len(cfg.classes) != len(saved["classes"]):
         raise ValueError("a joint run trains all its classes at once and cannot be extended; "
                          "use another --out for a joint run on more classes")
-    if not finished and not resume:
+    if n_done >= len(cfg.classes):
+        return None, f"{out} already has all {len(cfg.classes)} tasks; nothing to train (add classes to extend it)"
+    if not state["task_done"] and not resume:
         raise ValueError(f"{out} holds an interrupted run (task {state['task']}, iteration {state['iter']}); "
                          f"pass --resume to continue it, or choose another --out")
-    if finished and len(cfg.classes) == n_old:
-        return None, f"{out} already has all {n_old} tasks; nothing to train (add classes to extend it)"
-    for t in range(state["task"] if not state["task_done"] else state["task"] + 1):
+    done_tasks = [] if cfg.strategy == "joint" else range(state["task"] + int(state["task_done"]))
+    for t in done_tasks:
         if not task_path(out, t).is_file():
             raise CheckpointError(f"{task_path(out, t)} is missing, but the run's state says that task is done; "
                                   f"restore it or start a new --out")

@@ -214,6 +214,29 @@ class Trainer:
             resuming = state is not None and not state["task_done"] and t == state["task"]
             self.run_task(t, iters, start_iter if resuming else 0, state if resuming else None)
 
+    def _iterate(self, t: int, iters: int, start_iter: int, stream: BatchStream, bar) -> None:
+        cfg, acc = self.cfg, self.acc
+        d_loss = g_loss = None
+        for it in range(start_iter, iters + 1):
+            if it > 0:
+                g_loss = self.generator_step(t)
+            for _ in range(cfg.critic_iters):
+                d_loss = self.critic_step(t, stream)
+            bar.update(1)
+            done_iters = it + 1
+            if done_iters % cfg.log_every == 0 or done_iters == iters + 1:
+                self._check_finite(t, it, d_loss, g_loss)
+                logs = {"d_loss": float(d_loss), **({"g_loss": float(g_loss)} if g_loss is not None else {})}
+                bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+                acc.log({f"task{t}/{k}": v for k, v in logs.items()}, step=done_iters)
+            if done_iters % cfg.save_every == 0 and done_iters < iters + 1:
+                self._check_finite(t, it, d_loss, g_loss)
+                self._save_state(t, done_iters, done=False)
+            self._iterations_run += 1
+            if self.stop_after is not None and self._iterations_run >= self.stop_after:
+                raise Interrupted(f"stopped after {self._iterations_run} iterations")
+        self._check_finite(t, iters, d_loss, g_loss)
+
     def run_task(self, t: int, iters: int, start_iter: int, state: dict | None) -> None:
         cfg, acc = self.cfg, self.acc
         self.n_seen = t + 1 if not self.strategy.joint else len(cfg.classes)
@@ -233,28 +256,10 @@ class Trainer:
                              num_workers=0 if getattr(dataset, "in_memory", False) else 4)
         bar = tqdm(total=iters + 1, initial=start_iter, desc=f"task {t} ({name})", dynamic_ncols=True,
                    disable=not acc.is_local_main_process)
-        d_loss = g_loss = None
-        for it in range(start_iter, iters + 1):
-            if it > 0:
-                g_loss = self.generator_step(t)
-            for _ in range(cfg.critic_iters):
-                d_loss = self.critic_step(t, stream)
-            bar.update(1)
-            done_iters = it + 1
-            if done_iters % cfg.log_every == 0 or done_iters == iters + 1:
-                self._check_finite(t, it, d_loss, g_loss)
-                logs = {"d_loss": float(d_loss), **({"g_loss": float(g_loss)} if g_loss is not None else {})}
-                bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
-                acc.log({f"task{t}/{k}": v for k, v in logs.items()}, step=done_iters)
-            if done_iters % cfg.save_every == 0 and done_iters < iters + 1:
-                self._check_finite(t, it, d_loss, g_loss)
-                self._save_state(t, done_iters, done=False)
-            self._iterations_run += 1
-            if self.stop_after is not None and self._iterations_run >= self.stop_after:
-                bar.close()
-                raise Interrupted(f"stopped after {self._iterations_run} iterations")
-        bar.close()
-        self._check_finite(t, iters, d_loss, g_loss)
+        try:
+            self._iterate(t, iters, start_iter, stream, bar)
+        finally:
+            bar.close()
         self.strategy.end_task(self, t)
         if acc.is_main_process:
             deliverable, model = self.strategy.deliverable(self, t)
@@ -272,6 +277,7 @@ def config_mismatch(saved: dict, new: RunConfig) -> str | None:
         if json.loads(json.dumps(a)) != json.loads(json.dumps(b)):
             return f"{key} was {a!r} in that run, now {b!r}"
     old = saved.get("classes", [])
-    if new.classes[: len(old)] != old:
+    n = min(len(old), len(new.classes))
+    if new.classes[:n] != old[:n]:
         return f"classes were {','.join(old)}; a continued run must start with the same classes in the same order"
     return None
