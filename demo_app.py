@@ -1,0 +1,539 @@
+"""Gradio demo of Memory Replay GANs: sequential fine-tuning forgets, MeRGAN remembers (issue #4).
+
+    python demo_app.py                         # the runs shipped in assets/runs
+    python demo_app.py --runs runs --port 7861 # your own runs (or MERGAN_RUNS=runs)
+
+UI only: every generator is loaded once at start through the package's one loader
+(``mergan.load_generator``) and drawn with ``mergan.sample``. Runs (folders written by ``train.py``) that share a
+dataset and a class order form one *experiment*, so SFT and MeRGAN are always compared on the same classes.
+The views are plain functions (``side_by_side``, ``timeline``, ``numbers``) that tests call directly;
+``build_demo(runs_dir)`` wires them into a page. Nothing is fetched from the network.
+"""
+from __future__ import annotations
+
+import os
+
+# Before gradio is imported: no version check, no telemetry, no Hub look-ups (Spaces and CI are offline-safe).
+for _key, _value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+                     "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
+    os.environ.setdefault(_key, _value)
+
+import argparse
+import json
+import logging
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from mergan import CheckpointError, load_generator, sample
+from mergan.sampling import grid
+
+log = logging.getLogger("mergan.demo")
+
+NAMES = {"sft": "SFT (sequential fine-tuning)", "ra": "MeRGAN-RA (replay alignment)",
+         "jtr": "MeRGAN-JTR (joint training with replay)", "joint": "Joint training (all classes at once)",
+         "ewc": "EWC", "dgr": "DGR"}
+SHORT = {"sft": "SFT", "ra": "MeRGAN-RA", "jtr": "MeRGAN-JTR", "joint": "Joint", "ewc": "EWC", "dgr": "DGR"}
+TIMELINE_ORDER = ["sft", "ra", "jtr", "ewc", "dgr", "joint"]
+TABLE_ORDER = ["joint", "sft", "ewc", "dgr", "jtr", "ra"]   # the paper's Table 1: baselines, others, MeRGAN
+MAX_SAMPLES = 64            # one forward call per class (mergan.sampling.CHUNK)
+MAX_SEED = 2**31 - 1
+TASK_FILE = re.compile(r"task_(\d+)\.safetensors$")
+TRAIN_HINT = ("Train some runs first, e.g. `python train.py --strategy sft --preset quick --classes 0,1,2,3,4 "
+              "--out assets/runs/mnist-sft` (then `--strategy ra` and `--strategy jtr`), or point the demo at "
+              "your runs: `python demo_app.py --runs DIR` (or `MERGAN_RUNS=DIR`).")
+
+
+# ----------------------------------------------------------------------------------------------- discovery
+@dataclass
+class Run:
+    """One run folder: its settings and the generator of every task it has finished, loaded once."""
+    name: str
+    path: Path
+    strategy: str
+    dataset: str
+    classes: list[str]
+    generators: dict[int, torch.nn.Module] = field(default_factory=dict)
+
+
+@dataclass
+class Experiment:
+    """Runs on the same dataset and class order, one per strategy."""
+    dataset: str
+    classes: list[str]
+    runs: dict[str, Run] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}: classes {', '.join(self.classes)}"
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class Catalog:
+    experiments: list[Experiment]
+    messages: list[str]
+    runs_dir: Path
+
+    def get(self, name: str | None) -> Experiment | None:
+        for e in self.experiments:
+            if e.name == name:
+                return e
+        return self.experiments[0] if self.experiments and name is None else None
+
+
+def _rel(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _load_run(folder: Path, messages: list[str]) -> Run | None:
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+        run = Run(folder.name, folder, str(cfg["strategy"]), str(cfg["dataset"]), [str(c) for c in cfg["classes"]])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        messages.append(f"skipped `{_rel(folder)}`: its config.json is unreadable ({type(e).__name__}: {e})")
+        return None
+    files = sorted((int(m.group(1)), p) for p in folder.glob("task_*.safetensors")
+                   if (m := TASK_FILE.search(p.name)))
+    if not files:
+        messages.append(f"skipped `{_rel(folder)}`: no task_XX.safetensors yet (still training?)")
+        return None
+    for t, path in files:
+        try:
+            G, meta = load_generator(path)
+        except CheckpointError as e:
+            messages.append(f"skipped `{_rel(path)}`: {e}")
+            continue
+        expected = run.classes if run.strategy == "joint" else run.classes[: t + 1]
+        got = [str(c) for c in meta.get("classes", [])]
+        if meta.get("dataset") != run.dataset or got != expected or meta.get("task") != t:
+            messages.append(f"skipped `{_rel(path)}`: it holds dataset {meta.get('dataset')}, task "
+                            f"{meta.get('task')}, classes {','.join(got)}, but its run's config.json says dataset "
+                            f"{run.dataset}, task {t}, classes {','.join(expected)}; it belongs to another run")
+            continue
+        run.generators[t] = G
+    if not run.generators:
+        messages.append(f"skipped `{_rel(folder)}`: none of its checkpoints could be loaded")
+        return None
+    return run
+
+
+def discover(runs_dir: str | Path) -> Catalog:
+    """Load every run under ``runs_dir`` (the folder itself or its sub-folders) and group them into experiments.
+
+    Problems never raise: each becomes a line in ``Catalog.messages`` and the rest still loads.
+    """
+    runs_dir = Path(runs_dir)
+    messages: list[str] = []
+    if not runs_dir.is_dir():
+        return Catalog([], [f"no runs folder `{_rel(runs_dir)}`. {TRAIN_HINT}"], runs_dir)
+    folders = [runs_dir] if (runs_dir / "config.json").is_file() else []
+    folders += sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    experiments: dict[tuple, Experiment] = {}
+    for folder in folders:
+        if not (folder / "config.json").is_file():
+            if any(folder.glob("task_*.safetensors")):
+                messages.append(f"skipped `{_rel(folder)}`: task files but no config.json (not a train.py run)")
+            continue
+        run = _load_run(folder, messages)
+        if run is None:
+            continue
+        exp = experiments.setdefault((run.dataset, tuple(run.classes)), Experiment(run.dataset, run.classes))
+        if run.strategy in exp.runs:
+            kept = exp.runs[run.strategy]
+            messages.append(f"`{_rel(folder)}` is a second {run.strategy} run of {exp.name}; showing "
+                            f"`{_rel(kept.path)}`")
+            continue
+        exp.runs[run.strategy] = run
+    # The richest experiment (the SFT-vs-MeRGAN comparison) first.
+    ordered = sorted(experiments.values(), key=lambda e: (-("sft" in e.runs), -len(e.runs), e.name))
+    if not ordered:
+        messages.append(f"no usable runs in `{_rel(runs_dir)}`. {TRAIN_HINT}")
+    return Catalog(ordered, messages, runs_dir)
+
+
+# ------------------------------------------------------------------------------------------------ pictures
+def to_pil(images: torch.Tensor, nrow: int, target: int = 480, max_scale: int = 8) -> Image.Image:
+    """Tile uint8 (N, C, H, W) images and upscale with nearest neighbour so 32x32 digits stay crisp."""
+    g = grid(images, nrow=nrow).permute(1, 2, 0).numpy()   # make_grid repeats one channel into three
+    pil = Image.fromarray(g[:, :, 0] if images.shape[1] == 1 else g)
+    scale = max(1, min(max_scale, math.ceil(target / max(pil.size))))
+    return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST) if scale > 1 else pil
+
+
+def _task_label(exp: Experiment, t: int) -> str:
+    return f"after task {t} (learned {exp.classes[t]})"
+
+
+def task_choices(exp: Experiment) -> list[tuple[str, int]]:
+    return [(_task_label(exp, t), t) for t in range(exp.n_tasks)]
+
+
+def class_choices(exp: Experiment, task: int) -> list[tuple[str, str]]:
+    """Class names; those a continual learner has not met by ``task`` are marked."""
+    return [(c if i <= task else f"{c} (not learned yet after task {task})", c) for i, c in enumerate(exp.classes)]
+
+
+def variant_choices(exp: Experiment) -> list[tuple[str, str]]:
+    """What SFT is compared with: every other continual strategy (joint has no per-task generators)."""
+    return [(NAMES.get(s, s), s) for s in TIMELINE_ORDER if s in exp.runs and s not in ("sft", "joint")] + \
+           [(NAMES.get(s, s), s) for s in sorted(exp.runs) if s not in TIMELINE_ORDER]
+
+
+def _check(exp: Experiment | None, task, class_name, n, seed, max_n: int = MAX_SAMPLES):
+    """Validated (task, label, n, seed), or a message saying what is wrong."""
+    if exp is None:
+        return None, f"No runs loaded. {TRAIN_HINT}"
+    try:
+        task, n, seed = int(task), int(n), int(seed)
+    except (TypeError, ValueError):
+        return None, "Task, number of samples and seed must be whole numbers."
+    if not 0 <= task < exp.n_tasks:
+        return None, f"Task {task} is out of range: this experiment has tasks 0 to {exp.n_tasks - 1}."
+    if class_name not in exp.classes:
+        return None, (f"Class {class_name!r} is not in this experiment; its classes are "
+                      f"{', '.join(exp.classes)}.")
+    if not 1 <= n <= max_n:
+        return None, f"Number of samples must be between 1 and {max_n}, got {n}."
+    if not 0 <= seed <= MAX_SEED:
+        return None, f"Seed must be between 0 and {MAX_SEED}, got {seed}."
+    return (task, exp.classes.index(class_name), n, seed), None
+
+
+def _draw(run: Run | None, task: int, label: int, n: int, seed: int):
+    """uint8 samples of ``label`` from ``run`` after ``task``, or (None, why not)."""
+    if run is None:
+        return None, "no run of this strategy in the experiment"
+    if task not in run.generators:
+        if run.strategy == "joint":
+            return None, "joint training learns all classes at once: it exists only after the last task"
+        return None, f"`{run.name}` has no loadable checkpoint for task {task}"
+    return sample(run.generators[task], [label] * n, seed=seed), None
+
+
+def side_by_side(exp: Experiment | None, task, class_name, variant="ra", n=16, seed=0):
+    """SFT's and MeRGAN's samples of one class after one task, from the same noise.
+
+    Returns ``(sft_image, mergan_image, info)``: PIL images (None where there is nothing to show) and a
+    Markdown line that explains the result or what was wrong with the request.
+    """
+    checked, error = _check(exp, task, class_name, n, seed)
+    if error:
+        return None, None, f"⚠️ {error}"
+    task, label, n, seed = checked
+    variant = str(variant).lower()
+    if label > task:
+        return None, None, (f"⚠️ Class {class_name} is learned in task {label}; after task {task} the generators "
+                            f"have seen only {', '.join(exp.classes[: task + 1])}. Pick task {label} or later, or "
+                            f"a learned class.")
+    nrow = min(n, 8)
+    out, notes = [], []
+    for strategy in ("sft", variant):
+        images, why = _draw(exp.runs.get(strategy), task, label, n, seed)
+        out.append(None if images is None else to_pil(images, nrow))
+        if why:
+            notes.append(f"⚠️ {SHORT.get(strategy, strategy)}: {why}.")
+    info = (f"Seed **{seed}**: {n} sample(s) of class **{class_name}** {_task_label(exp, task)}, the same noise for "
+            f"{SHORT['sft']} (left) and {SHORT.get(variant, variant)} (right).")
+    if task > label and not notes:
+        keeps = "replays it with its previous generator" if variant in ("ra", "jtr") else "tries to keep it"
+        info += (f" Class {class_name} was learned {task - label} task(s) ago: SFT has since been trained only on "
+                 f"newer classes, {SHORT.get(variant, variant)} {keeps}.")
+    return out[0], out[1], " ".join([info] + notes)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def timeline(exp: Experiment | None, class_name, n=4, seed=0):
+    """One class across every task: a row per strategy, a column per task. Returns ``(image, info)``."""
+    checked, error = _check(exp, exp.n_tasks - 1 if exp else 0, class_name, n, seed, max_n=16)
+    if error:
+        return None, f"⚠️ {error}"
+    _, label, n, seed = checked
+    rows = [s for s in TIMELINE_ORDER if s in exp.runs] + [s for s in sorted(exp.runs) if s not in TIMELINE_ORDER]
+    nrow = math.ceil(math.sqrt(n))
+    cells = {}
+    for s in rows:
+        for t in range(exp.n_tasks):
+            if label <= t or s == "joint":
+                images, _ = _draw(exp.runs[s], t, label, n, seed)
+                if images is not None:
+                    cells[s, t] = to_pil(images, nrow, target=140, max_scale=4)
+    cell_w = max((c.width for c in cells.values()), default=140)
+    cell_h = max((c.height for c in cells.values()), default=140)
+    pad, left, top = 6, 120, 44
+    canvas = Image.new("RGB", (left + exp.n_tasks * (cell_w + pad) + pad, top + len(rows) * (cell_h + pad) + pad),
+                       "white")
+    draw, font, small = ImageDraw.Draw(canvas), _font(14), _font(11)
+    for t in range(exp.n_tasks):
+        x = left + pad + t * (cell_w + pad)
+        draw.text((x, 6), f"after task {t}", fill="black", font=font)
+        draw.text((x, 24), f"learned {exp.classes[t]}", fill=(90, 90, 90), font=small)
+    for r, s in enumerate(rows):
+        y = top + pad + r * (cell_h + pad)
+        draw.text((6, y + cell_h // 2 - 8), SHORT.get(s, s), fill="black", font=font)
+        for t in range(exp.n_tasks):
+            x = left + pad + t * (cell_w + pad)
+            if (s, t) in cells:
+                canvas.paste(cells[s, t].convert("RGB"), (x, y))
+                continue
+            draw.rectangle([x, y, x + cell_w - 1, y + cell_h - 1], fill=(235, 235, 235))
+            why = ("not learned\nyet" if label > t and s != "joint" else
+                   "trained only\nafter the\nlast task" if s == "joint" else "no\ncheckpoint")
+            draw.multiline_text((x + 8, y + 8), why, fill=(110, 110, 110), font=small)
+    info = (f"Class **{class_name}** (learned in task {label}), seed **{seed}**, {n} sample(s) per cell. Rows: "
+            f"{', '.join(SHORT.get(s, s) for s in rows)}; columns: the generator after each task.")
+    return canvas, info
+
+
+# ------------------------------------------------------------------------------------------------- numbers
+def _read_metrics(run: Run) -> dict | None:
+    try:
+        m = json.loads((run.path / "metrics.json").read_text())
+        return m if isinstance(m, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _as_percent(values: list[float]):
+    """Accuracies as percentages (Table 1's unit); files holding fractions in [0, 1] are scaled."""
+    return 100.0 if values and max(values) <= 1.0 else 1.0
+
+
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _headline(value, keys) -> float | None:
+    """A number, or the first of ``keys`` in a dict that is one."""
+    if isinstance(value, dict):
+        return next((v for k in keys if (v := _num(value.get(k))) is not None), None)
+    return _num(value)
+
+
+def numbers(exp: Experiment | None):
+    """Table 1-style accuracies of every run in the experiment that has a metrics.json.
+
+    Returns ``(markdown, plots)``: the table (or a note on how to make it) and ``[(path, caption)]`` of the
+    runs' accuracy.png plots.
+    """
+    if exp is None:
+        return f"No runs loaded. {TRAIN_HINT}", []
+    strategies = [s for s in TABLE_ORDER if s in exp.runs] + [s for s in sorted(exp.runs) if s not in TABLE_ORDER]
+    metrics = {s: m for s in strategies if (m := _read_metrics(exp.runs[s])) is not None}
+    plots = []   # as images, not paths: gradio serves files only from the working and temporary folders
+    for s in strategies:
+        path = exp.runs[s].path / "accuracy.png"
+        if path.is_file():
+            try:
+                with Image.open(path) as im:
+                    plots.append((im.convert("RGB"), f"{SHORT.get(s, s)}: accuracy over tasks"))
+            except OSError as e:
+                log.warning("cannot read %s: %s", path, e)
+    missing = [s for s in strategies if s not in metrics]
+    note = ""
+    if missing:
+        cmds = "; ".join(f"`python train.py --test --out {_rel(exp.runs[s].path)}`" for s in missing)
+        note = f"No metrics.json yet for {', '.join(SHORT.get(s, s) for s in missing)}. Produce it with {cmds}."
+    if not metrics:
+        return note, plots
+    cols = list(metrics)
+    per_task: dict[str, dict[int, dict]] = {}
+    for s, m in metrics.items():
+        entries = [e for e in m.get("tasks", []) if isinstance(e, dict) and isinstance(e.get("task"), int)]
+        per_task[s] = {e["task"]: e for e in entries}
+    scale = {s: _as_percent([v for e in per_task[s].values() if (v := _num(e.get("average"))) is not None])
+             for s in cols}
+    head = "| after task (learned) | " + " | ".join(SHORT.get(s, s) for s in cols) + " |"
+    lines = ["**Average classification accuracy (%)** of generated samples over the classes seen so far "
+             "(Table 1's metric)", "", head, "|" + " --- |" * (len(cols) + 1)]
+    for t in range(exp.n_tasks):
+        vals = []
+        for s in cols:
+            v = _num(per_task[s].get(t, {}).get("average"))
+            vals.append("–" if v is None else f"{v * scale[s]:.2f}")
+        if any(v != "–" for v in vals):
+            lines.append(f"| {t} ({exp.classes[t]}) | " + " | ".join(vals) + " |")
+    # One number per run; the evaluation may store a summary dict (reverse accuracy's "average", FID's "overall").
+    for key, title, inner in (("reverse_accuracy", "reverse accuracy (%)", ("average", "accuracy")),
+                              ("fid", "FID (final generator)", ("overall",))):
+        vals = [_headline(metrics[s].get(key), inner) for s in cols]
+        if any(v is not None for v in vals):
+            cells = ["–" if v is None else f"{v * (1.0 if key == 'fid' else _as_percent([v])):.2f}" for v in vals]
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    # Per-class accuracy after the last evaluated task shows *where* the average goes (SFT: old classes).
+    last = {s: per_task[s][max(per_task[s])] for s in cols if per_task[s]}
+    pc = {s: e.get("per_class") for s, e in last.items() if isinstance(e.get("per_class"), dict)}
+    if pc:
+        lines += ["", "**Per-class accuracy (%) after the last evaluated task**", "",
+                  "| class | " + " | ".join(SHORT.get(s, s) for s in pc) + " |", "|" + " --- |" * (len(pc) + 1)]
+        for c in exp.classes:
+            vals = [_num(pc[s].get(c)) for s in pc]
+            if any(v is not None for v in vals):
+                lines.append(f"| {c} | " + " | ".join("–" if v is None else f"{v * scale[s]:.2f}"
+                                                       for v, s in zip(vals, pc)) + " |")
+    if note:
+        lines += ["", note]
+    return "\n".join(lines), plots
+
+
+# ---------------------------------------------------------------------------------------------------- page
+def build_demo(runs_dir: str | Path = "assets/runs"):
+    """The Gradio page over the runs in ``runs_dir``; generators are loaded here, once."""
+    import gradio as gr
+
+    # These generators are small: one thread is fastest, and on a busy CPU more threads only spin-wait
+    # (measured on 2 shared cores: 40 ms per click with one thread, up to 1 s with two).
+    torch.set_num_threads(1)
+    catalog = discover(runs_dir)
+    for m in catalog.messages:
+        log.warning(m)
+    status_text = "\n".join(f"- {m}" for m in catalog.messages)
+
+    with gr.Blocks(title="MeRGAN: Memory Replay GANs") as demo:
+        gr.Markdown("# Memory Replay GANs: learning new digits without forgetting old ones\n"
+                    "A class-conditional GAN learns one class per task. Trained by plain sequential fine-tuning "
+                    "(**SFT**) it forgets the old classes; **MeRGAN** (Wu et al., NeurIPS 2018) replays them with "
+                    "its previous generator, by joint training with replay (**JTR**) or replay alignment (**RA**).")
+        if not catalog.experiments:   # still a page, saying why and how to get generators
+            gr.Markdown(f"### No generators to show\n{status_text}", elem_id="status")
+            return demo
+        gr.Markdown(status_text, elem_id="status", visible=bool(status_text))
+
+        exp = catalog.experiments[0]
+        last = exp.n_tasks - 1
+        variants = variant_choices(exp)
+        variant0 = "ra" if "ra" in exp.runs else (variants[0][1] if variants else "ra")
+        sft0, mer0, info0 = side_by_side(exp, last, exp.classes[0], variant0, 16, 0)
+        tl0, tl_info0 = timeline(exp, exp.classes[0], 4, 0)
+        num0, plots0 = numbers(exp)
+
+        exp_dd = gr.Dropdown([e.name for e in catalog.experiments], value=exp.name, label="Experiment",
+                             elem_id="experiment", visible=len(catalog.experiments) > 1)
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Side by side", id="side", elem_id="tab-side"):
+                with gr.Row():
+                    task_dd = gr.Dropdown(task_choices(exp), value=last, label="Generator", elem_id="task")
+                    class_dd = gr.Dropdown(class_choices(exp, last), value=exp.classes[0], label="Class",
+                                           elem_id="class")
+                    variant_dd = gr.Dropdown(variants, value=variant0 if variants else None, label="MeRGAN variant",
+                                             elem_id="variant")
+                with gr.Row():
+                    n_sl = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples", elem_id="n")
+                    seed_nb = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+                    rand_cb = gr.Checkbox(False, label="Randomize seed", elem_id="randomize")
+                    go = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Row():
+                    sft_img = gr.Image(sft0, label=f"{NAMES['sft']}", type="pil", format="png",
+                                       interactive=False, elem_id="sft-image")
+                    mer_img = gr.Image(mer0, label=NAMES.get(variant0, variant0), type="pil", format="png",
+                                       interactive=False, elem_id="mergan-image")
+                info_md = gr.Markdown(info0, elem_id="info")
+            with gr.Tab("Timeline", id="timeline", elem_id="tab-timeline"):
+                with gr.Row():
+                    tl_class = gr.Dropdown(exp.classes, value=exp.classes[0], label="Class",
+                                           elem_id="timeline-class")
+                    tl_n = gr.Slider(1, 16, value=4, step=1, label="Samples per cell", elem_id="timeline-n")
+                    tl_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
+                                        elem_id="timeline-seed")
+                    tl_go = gr.Button("Show timeline", variant="primary", elem_id="timeline-generate")
+                tl_img = gr.Image(tl0, label="One class across tasks", type="pil", format="png",
+                                  interactive=False, elem_id="timeline-image")
+                tl_md = gr.Markdown(tl_info0, elem_id="timeline-info")
+            with gr.Tab("Numbers", id="numbers", elem_id="tab-numbers"):
+                num_md = gr.Markdown(num0, elem_id="numbers-table")
+                plots = gr.Gallery(plots0, label="Accuracy over tasks", elem_id="numbers-plots",
+                                   visible=bool(plots0), columns=2, height="auto", object_fit="contain", format="png",
+                                   interactive=False)
+                num_go = gr.Button("Reload metrics", elem_id="numbers-reload")
+
+        def on_generate(name, task, class_name, variant, n, seed, randomize):
+            try:
+                if randomize or seed is None:
+                    seed = random.randint(0, MAX_SEED) if randomize else 0
+                e = catalog.get(name)
+                a, b, info = side_by_side(e, task, class_name, variant, n, seed)
+                if a is None and b is None:
+                    gr.Warning(info.replace("⚠️ ", "").replace("**", ""))
+            except Exception as err:  # never a stack trace in the page; the server log has it
+                log.exception("generation failed")
+                a, b, info = None, None, f"⚠️ Generation failed ({type(err).__name__}: {err})."
+            return a, b, info, seed
+
+        def on_timeline(name, class_name, n, seed):
+            try:
+                img, info = timeline(catalog.get(name), class_name, n, 0 if seed is None else seed)
+            except Exception as err:
+                log.exception("timeline failed")
+                img, info = None, f"⚠️ Timeline failed ({type(err).__name__}: {err})."
+            return img, info
+
+        def on_numbers(name):
+            md, p = numbers(catalog.get(name))
+            return md, gr.update(value=p, visible=bool(p))
+
+        def on_task(name, task, class_name):
+            e = catalog.get(name)
+            if e is None or task is None:
+                return gr.update()
+            return gr.update(choices=class_choices(e, int(task)), value=class_name)
+
+        def on_experiment(name):
+            e = catalog.get(name)
+            t = e.n_tasks - 1
+            vs = variant_choices(e)
+            v = "ra" if "ra" in e.runs else (vs[0][1] if vs else "ra")
+            return (gr.update(choices=task_choices(e), value=t),
+                    gr.update(choices=class_choices(e, t), value=e.classes[0]),
+                    gr.update(choices=vs, value=v), gr.update(choices=e.classes, value=e.classes[0]),
+                    gr.update(label=NAMES.get(v, v)))
+
+        side_inputs = [exp_dd, task_dd, class_dd, variant_dd, n_sl, seed_nb, rand_cb]
+        side_outputs = [sft_img, mer_img, info_md, seed_nb]
+        go.click(on_generate, side_inputs, side_outputs, api_name="side_by_side")
+        task_dd.input(on_task, [exp_dd, task_dd, class_dd], class_dd, api_visibility="private")
+        variant_dd.input(lambda v: gr.update(label=NAMES.get(v, v)), variant_dd, mer_img,
+                         api_visibility="private").then(on_generate, side_inputs, side_outputs,
+                                                        api_visibility="private")
+        tl_go.click(on_timeline, [exp_dd, tl_class, tl_n, tl_seed], [tl_img, tl_md], api_name="timeline")
+        num_go.click(on_numbers, exp_dd, [num_md, plots], api_name="numbers")
+        exp_dd.input(on_experiment, exp_dd, [task_dd, class_dd, variant_dd, tl_class, mer_img],
+                     api_visibility="private").then(
+            on_generate, side_inputs, side_outputs, api_visibility="private").then(
+            on_timeline, [exp_dd, tl_class, tl_n, tl_seed], [tl_img, tl_md], api_visibility="private").then(
+            on_numbers, exp_dd, [num_md, plots], api_visibility="private")
+    return demo
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", default=os.environ.get("MERGAN_RUNS", "assets/runs"),
+                   help="folder of train.py runs (default assets/runs, or $MERGAN_RUNS)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="address to listen on (0.0.0.0 to serve others; Spaces set GRADIO_SERVER_NAME)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # gradio's own start-up probes
+    build_demo(args.runs).launch(server_name=args.host, server_port=args.port, ssr_mode=False, share=False)
+
+
+if __name__ == "__main__":
+    main()

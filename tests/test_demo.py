@@ -1,0 +1,163 @@
+"""The demo's views, called as functions on tiny runs written by train.py (see ``tiny_runs`` in conftest)."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import demo_app
+from mergan import load_generator, sample, save_generator
+from mergan.sampling import grid
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """As the app runs (build_demo): one thread, fastest for these small generators on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def catalog(tiny_runs):
+    return demo_app.discover(tiny_runs)
+
+
+@pytest.fixture(scope="module")
+def exp(catalog):
+    return catalog.experiments[0]
+
+
+def pixels(img):
+    return np.asarray(img)
+
+
+def test_discovery_groups_the_runs_into_one_experiment(catalog, exp):
+    assert catalog.messages == []
+    assert len(catalog.experiments) == 1
+    assert exp.dataset == "mnist" and exp.classes == ["0", "1", "2"]
+    assert {s: sorted(r.generators) for s, r in exp.runs.items()} == {
+        "sft": [0, 1, 2], "ra": [0, 1, 2], "jtr": [0, 1, 2], "joint": [2]}
+
+
+def test_pickers_mark_classes_not_learned_yet(exp):
+    assert demo_app.task_choices(exp)[1] == ("after task 1 (learned 1)", 1)
+    assert demo_app.class_choices(exp, 1) == [("0", "0"), ("1", "1"), ("2 (not learned yet after task 1)", "2")]
+    assert [v for _, v in demo_app.variant_choices(exp)] == ["ra", "jtr"]
+
+
+@pytest.mark.parametrize("n", [1, 5, 16])
+def test_side_by_side_shows_the_packages_samples_upscaled(tiny_runs, exp, n):
+    sft, ra, info = demo_app.side_by_side(exp, 2, "0", "ra", n, 7)
+    G, _ = load_generator(tiny_runs / "mnist-ra" / "task_02.safetensors")
+    expected = grid(sample(G, [0] * n, seed=7), nrow=min(n, 8))[0].numpy()      # (H, W), one channel
+    got = pixels(ra)
+    scale = got.shape[0] // expected.shape[0]
+    assert scale >= 2 and got.shape == (expected.shape[0] * scale, expected.shape[1] * scale)
+    assert np.array_equal(got[::scale, ::scale], expected)
+    assert pixels(sft).shape == got.shape
+    assert "Seed **7**" in info and "class **0**" in info
+
+
+def test_same_seed_same_images_and_sft_differs_from_mergan(exp):
+    a_sft, a_ra, _ = demo_app.side_by_side(exp, 2, "0", "ra", 8, 3)
+    b_sft, b_ra, _ = demo_app.side_by_side(exp, 2, "0", "ra", 8, 3)
+    assert np.array_equal(pixels(a_sft), pixels(b_sft)) and np.array_equal(pixels(a_ra), pixels(b_ra))
+    assert not np.array_equal(pixels(a_sft), pixels(a_ra))
+    _, c_ra, _ = demo_app.side_by_side(exp, 2, "0", "ra", 8, 4)
+    assert not np.array_equal(pixels(a_ra), pixels(c_ra))
+    _, jtr, _ = demo_app.side_by_side(exp, 2, "0", "jtr", 8, 3)
+    assert not np.array_equal(pixels(jtr), pixels(a_ra))
+
+
+@pytest.mark.parametrize("task, cls, variant, n, seed, says", [
+    (0, "2", "ra", 4, 0, "learned in task 2"),
+    (1, "7", "ra", 4, 0, "not in this experiment"),
+    (5, "0", "ra", 4, 0, "out of range"),
+    (2, "0", "ra", 0, 0, "between 1 and 64"),
+    (2, "0", "ra", 4, -1, "Seed must be"),
+    (2, "0", "ra", "many", 0, "whole numbers"),
+])
+def test_bad_requests_are_explained(exp, task, cls, variant, n, seed, says):
+    sft, mer, info = demo_app.side_by_side(exp, task, cls, variant, n, seed)
+    assert sft is None and mer is None and says in info
+
+
+def test_a_missing_strategy_is_a_message_beside_the_other_image(exp):
+    sft, mer, info = demo_app.side_by_side(exp, 1, "0", "dgr", 4, 0)
+    assert sft is not None and mer is None and "no run of this strategy" in info
+    sft, mer, info = demo_app.side_by_side(exp, 1, "0", "joint", 4, 0)
+    assert sft is not None and mer is None and "only after the last task" in info
+
+
+def test_timeline_has_a_row_per_strategy_and_a_column_per_task(exp):
+    img, info = demo_app.timeline(exp, "1", 4, 0)
+    again, _ = demo_app.timeline(exp, "1", 4, 0)
+    assert np.array_equal(pixels(img), pixels(again))
+    assert "SFT, MeRGAN-RA, MeRGAN-JTR, Joint" in info
+    assert img.height > 4 * 60 and img.width > 3 * 60
+    img, info = demo_app.timeline(exp, "9", 4, 0)
+    assert img is None and "not in this experiment" in info
+
+
+def test_no_runs_is_a_message_not_an_error(tmp_path):
+    for folder in (tmp_path / "absent", tmp_path):
+        catalog = demo_app.discover(folder)
+        assert catalog.experiments == [] and "train.py" in catalog.messages[-1]
+    assert "No runs loaded" in demo_app.side_by_side(None, 0, "0", "ra", 4, 0)[2]
+    assert demo_app.timeline(None, "0", 4, 0)[0] is None
+    assert "train.py" in demo_app.numbers(None)[0]
+    import gradio as gr
+    assert isinstance(demo_app.build_demo(tmp_path), gr.Blocks)
+
+
+def test_broken_and_foreign_checkpoints_are_skipped_with_a_message(tiny_runs, tmp_path):
+    for s in ("sft", "ra"):
+        shutil.copytree(tiny_runs / f"mnist-{s}", tmp_path / f"mnist-{s}")
+    (tmp_path / "mnist-ra" / "task_01.safetensors").write_bytes(b"\x00garbage" * 50)   # unreadable
+    garbage = tmp_path / "garbage"                                                       # nothing loadable
+    garbage.mkdir()
+    shutil.copy(tiny_runs / "mnist-jtr" / "config.json", garbage)
+    (garbage / "task_00.safetensors").write_bytes(b"not a safetensors file")
+    svhn = shutil.copytree(tiny_runs / "mnist-jtr", tmp_path / "svhn-jtr")              # mnist files, svhn config
+    cfg = json.loads((svhn / "config.json").read_text())
+    (svhn / "config.json").write_text(json.dumps({**cfg, "dataset": "svhn"}))
+    other = tmp_path / "mnist-sft-210"                                                  # another class order
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({**cfg, "strategy": "sft", "classes": ["2", "1", "0"]}))
+    G, meta = load_generator(tiny_runs / "mnist-sft" / "task_00.safetensors")
+    save_generator(other / "task_00.safetensors", G, {**meta, "classes": ["2"]})
+
+    catalog = demo_app.discover(tmp_path)
+    text = "\n".join(catalog.messages)
+    assert "mnist-ra/task_01.safetensors" in text and "not a readable safetensors file" in text
+    assert "garbage" in text and "none of its checkpoints" in text
+    assert "svhn-jtr" in text and "another run" in text
+    assert sorted(e.name for e in catalog.experiments) == ["mnist: classes 0, 1, 2", "mnist: classes 2, 1, 0"]
+    exp = catalog.get("mnist: classes 0, 1, 2")
+    assert sorted(exp.runs) == ["ra", "sft"] and sorted(exp.runs["ra"].generators) == [0, 2]
+    sft, ra, info = demo_app.side_by_side(exp, 1, "0", "ra", 4, 0)
+    assert sft is not None and ra is None and "no loadable checkpoint for task 1" in info
+    assert demo_app.side_by_side(exp, 2, "0", "ra", 4, 0)[1] is not None
+
+
+def test_numbers_note_then_table(tiny_runs, exp, tmp_path):
+    note, plots = demo_app.numbers(exp)
+    assert "python train.py --test --out" in note and plots == []
+    for s in ("sft", "ra"):
+        shutil.copytree(tiny_runs / f"mnist-{s}", tmp_path / f"mnist-{s}")
+    (tmp_path / "mnist-sft" / "metrics.json").write_text(json.dumps({"tasks": [
+        {"task": 0, "per_class": {"0": 0.99}, "average": 0.99},
+        {"task": 2, "per_class": {"0": 0.1, "1": 0.2, "2": 0.9}, "average": 0.4}],
+        "fid": {"overall": 12.5, "per_class": {}}, "reverse_accuracy": {"average": 0.5, "per_class": {}}}))
+    (tmp_path / "mnist-ra" / "metrics.json").write_text("{truncated")
+    shutil.copy(tiny_runs / "mnist-sft" / "samples" / "task_00.png", tmp_path / "mnist-sft" / "accuracy.png")
+    table, plots = demo_app.numbers(demo_app.discover(tmp_path).experiments[0])
+    assert "| 0 (0) | 99.00 |" in table and "| 2 (2) | 40.00 |" in table
+    assert "| FID (final generator) | 12.50 |" in table
+    assert "| reverse accuracy (%) | 50.00 |" in table
+    assert "| 0 | 10.00 |" in table                                   # per-class, after the last task
+    assert "No metrics.json yet for MeRGAN-RA" in table
+    assert [c for _, c in plots] == ["SFT: accuracy over tasks"]
