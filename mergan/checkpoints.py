@@ -40,6 +40,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make run folders unreadable to others
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -48,6 +49,12 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def task_path(run_dir: str | Path, task: int) -> Path:

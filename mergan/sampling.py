@@ -7,8 +7,6 @@ noise drawn from the seed: image k of class c for seed s is the same whether 1 o
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -63,18 +61,11 @@ def save_png(image: torch.Tensor, path: str | Path) -> None:
     """Write a uint8 (C, H, W) image as PNG, atomically."""
     from PIL import Image
 
+    from .checkpoints import atomic_write
+
     arr = image.permute(1, 2, 0).numpy()
     pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        pil.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
 
 
 def class_grid(G, n_labels: int, per_class: int = 10, seed: int = 0) -> torch.Tensor:
