@@ -124,9 +124,11 @@ def plan_run(out: Path, cfg: RunConfig, resume: bool):
                          "use another --out for a joint run on more classes")
     if n_done >= len(cfg.classes):
         return None, f"{out} already has all {len(cfg.classes)} tasks; nothing to train (add classes to extend it)"
-    if not state["task_done"] and not resume:
-        raise ValueError(f"{out} holds an interrupted run (task {state['task']}, iteration {state['iter']}); "
-                         f"pass --resume to continue it, or choose another --out")
+    if n_done < len(saved["classes"]) and not resume:
+        where = f"after task {state['task']}" if state["task_done"] else \
+            f"in task {state['task']}, iteration {state['iter']}"
+        raise ValueError(f"{out} holds an interrupted run ({where}); pass --resume to continue it, "
+                         f"or choose another --out")
     done_tasks = [] if cfg.strategy == "joint" else range(state["task"] + int(state["task_done"]))
     for t in done_tasks:
         if not task_path(out, t).is_file():

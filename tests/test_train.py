@@ -19,6 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--mnist-source", "mnist5k", "--dim", "4", "--iters", "3", "--save-every", "2"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """train.main runs many times in this process; Accelerate keeps its settings (mixed precision) per process."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+
+
 def run(out, *extra, strategy="ra", classes="0,1", stop_after=None):
     return train.main(["--strategy", strategy, "--classes", classes, "--out", str(out), *TINY, *extra],
                       stop_after=stop_after)
@@ -199,3 +208,12 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     assert sorted(f.name for f in out.glob("task_*.safetensors")) == ["task_00.safetensors", "task_01.safetensors"]
     assert read_metadata(out / "task_01.safetensors")["classes"] == ["0", "1"]
     assert proc.stdout.count("done: 2 task(s)") == 1  # only the main process reports and writes
+
+
+def test_bf16_mixed_precision_and_tensorboard_on_cpu(tmp_path):
+    out = tmp_path / "bf16"
+    assert run(out, "--mixed-precision", "bf16", "--tensorboard", strategy="jtr", classes="0,1") == 0
+    G, meta = load_generator(out / "task_01.safetensors")
+    assert all(p.dtype == torch.float32 for p in G.parameters())  # autocast only; weights stay float32
+    assert sample(G, [0, 1]).float().std() > 0
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
