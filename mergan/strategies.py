@@ -69,6 +69,12 @@ def replay_sizes(tr, t: int) -> list[int]:
     return [tr.batch_size // t if tr.reduce_replay else tr.batch_size] * t
 
 
+def replays(tr, t: int):
+    """Fresh noise and labels for each old class in turn: yields (z, y)."""
+    for label, n in enumerate(replay_sizes(tr, t)):
+        yield tr.noise(n), tr.labels(n, label)
+
+
 class JTR(Strategy):
     """MeRGAN Joint Training with Replay (``mergan.py:285-323``).
 
@@ -84,8 +90,7 @@ class JTR(Strategy):
         if t == 0:
             return None
         total = 0.0
-        for label, n in enumerate(replay_sizes(tr, t)):
-            z, y = tr.noise(n), tr.labels(n, label)
+        for z, y in replays(tr, t):
             with torch.no_grad(), tr.autocast():
                 old, new = tr.old_G(z, y), tr.G_raw(z, y)
             d_new, _ = tr.D(new)
@@ -97,8 +102,7 @@ class JTR(Strategy):
         if t == 0:
             return None
         total = 0.0
-        for label, n in enumerate(replay_sizes(tr, t)):
-            z, y = tr.noise(n), tr.labels(n, label)
+        for z, y in replays(tr, t):
             d_new, logits_new = tr.D_raw(tr.G(z, y))
             total = total - d_new.float().mean() + aux_classifier_loss(logits_new, y)
         return total if tr.reduce_replay else total / t
@@ -122,8 +126,7 @@ class RA(Strategy):
         if t == 0:
             return None
         total = 0.0
-        for label, n in enumerate(replay_sizes(tr, t)):
-            z, y = tr.noise(n), tr.labels(n, label)
+        for z, y in replays(tr, t):
             with torch.no_grad(), tr.autocast():
                 old = tr.old_G(z, y)
             total = total + replay_alignment(tr.G(z, y), old)
