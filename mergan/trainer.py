@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from .sampling import class_grid, save_png
 from .strategies import Strategy
 
 log = logging.getLogger("mergan")
+
+# Decoding workers for datasets read from disk (LSUN lmdb, image folders); in-memory ones need none.
+LOADER_WORKERS = min(4, max(1, (os.cpu_count() or 2) // 2))
 
 
 class TrainingError(Exception):
@@ -253,7 +257,7 @@ class Trainer:
             dataset, name = self.data.train[cfg.classes[t]], cfg.classes[t]
         seed = cfg.seed * 1000 + t + 100_003 * acc.process_index
         stream = BatchStream(dataset, cfg.batch_size, seed, start=start_iter * cfg.critic_iters,
-                             num_workers=0 if getattr(dataset, "in_memory", False) else 4)
+                             num_workers=0 if getattr(dataset, "in_memory", False) else LOADER_WORKERS)
         bar = tqdm(total=iters + 1, initial=start_iter, desc=f"task {t} ({name})", dynamic_ncols=True,
                    disable=not acc.is_local_main_process)
         try:

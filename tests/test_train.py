@@ -217,3 +217,36 @@ def test_bf16_mixed_precision_and_tensorboard_on_cpu(tmp_path):
     assert all(p.dtype == torch.float32 for p in G.parameters())  # autocast only; weights stay float32
     assert sample(G, [0, 1]).float().std() > 0
     assert list((out / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_lsun_lmdb_and_svhn_mat_and_image_folders_end_to_end(tmp_path):
+    """The other datasets through train.py: 64x64 ResNet on lmdb, 3-channel digits, a user's own categories."""
+    from PIL import Image
+    from test_data import encode, lsun_images, write_lmdb, write_svhn
+
+    lsun = tmp_path / "lsun"
+    lsun.mkdir()
+    write_lmdb(lsun / "bedroom_train_lmdb", lsun_images())
+    write_lmdb(lsun / "kitchen_train_lmdb", [encode(Image.new("RGB", (64, 48), (90, 60, 30)), "JPEG")] * 5)
+    svhn = tmp_path / "svhn"
+    svhn.mkdir()
+    write_svhn(svhn / "train_32x32.mat", 60, seed=0)
+    folder = tmp_path / "mine"
+    for name, color in (("apples", (200, 30, 30)), ("pears", (40, 200, 40))):
+        for i in range(3):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (40 + i, 40), color).save(folder / name / f"{i}.png")
+    cases = [
+        (["--dataset", "lsun", "--data-dir", str(lsun), "--classes", "kitchen"], "ra", (3, 64), ["kitchen"]),
+        (["--dataset", "svhn", "--data-dir", str(svhn), "--classes", "0,1"], "jtr", (3, 32), ["0", "1"]),
+        (["--dataset", "folder", "--data-dir", str(folder), "--channels", "1"], "dgr", (1, 32),
+         ["apples", "pears"]),
+    ]
+    for args, strategy, (channels, size), classes in cases:
+        out = tmp_path / f"run-{args[1]}"
+        assert train.main(["--strategy", strategy, "--out", str(out), "--dim", "2", "--iters", "1", *args]) == 0
+        G, meta = load_generator(out / f"task_{len(classes) - 1:02d}.safetensors")
+        assert meta["classes"] == classes and meta["dataset"] == args[1]
+        assert meta["model"]["arch"] == ("resnet64" if size == 64 else "dcgan32")
+        assert meta["model"]["channels"] == channels
+        assert sample(G, list(range(len(classes)))).shape == (len(classes), channels, size, size)
