@@ -35,6 +35,8 @@ from mergan.sampling import grid
 
 log = logging.getLogger("mergan.demo")
 
+DEFAULT_RUNS = Path(__file__).resolve().parent / "assets" / "runs"  # the shipped runs, wherever the app starts
+
 NAMES = {"sft": "SFT (sequential fine-tuning)", "ra": "MeRGAN-RA (replay alignment)",
          "jtr": "MeRGAN-JTR (joint training with replay)", "joint": "Joint training (all classes at once)",
          "ewc": "EWC", "dgr": "DGR"}
@@ -395,7 +397,7 @@ def numbers(exp: Experiment | None):
 
 
 # ---------------------------------------------------------------------------------------------------- page
-def build_demo(runs_dir: str | Path = "assets/runs"):
+def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
     """The Gradio page over the runs in ``runs_dir``; generators are loaded here, once."""
     import gradio as gr
 
@@ -524,7 +526,7 @@ def build_demo(runs_dir: str | Path = "assets/runs"):
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", default=os.environ.get("MERGAN_RUNS", "assets/runs"),
+    p.add_argument("--runs", default=os.environ.get("MERGAN_RUNS", str(DEFAULT_RUNS)),
                    help="folder of train.py runs (default assets/runs, or $MERGAN_RUNS)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

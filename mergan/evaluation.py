@@ -569,8 +569,12 @@ def run_checkpoints(run_dir: Path) -> list[tuple[Path, dict]]:
         raise EvaluationError(f"{run_dir} holds no task_XX.safetensors; train it first with train.py --out {run_dir}")
     found = [(p, read_metadata(p)) for p in files]
     first = found[0][1]
+
+    def arch(meta):  # what must be shared by a run's tasks ("seen" grows with DGR's tasks)
+        return {k: v for k, v in meta["model"].items() if k != "seen"}
+
     for p, meta in found:
-        if meta["dataset"] != first["dataset"] or meta["model"] != first["model"]:
+        if meta["dataset"] != first["dataset"] or arch(meta) != arch(first):
             raise EvaluationError(f"{p} is from another run (dataset {meta['dataset']}, model {meta['model']}) "
                                   f"than {found[0][0].name}; keep one run per folder")
     return found

@@ -161,3 +161,27 @@ def test_numbers_note_then_table(tiny_runs, exp, tmp_path):
     assert "| 0 | 10.00 |" in table                                   # per-class, after the last task
     assert "No metrics.json yet for MeRGAN-RA" in table
     assert [c for _, c in plots] == ["SFT: accuracy over tasks"]
+
+
+def test_shipped_runs_load_and_show_forgetting():
+    """``python demo_app.py`` on a fresh machine: the runs in assets/ are found, and after the last task SFT's
+    class 0 differs from MeRGAN's for the same noise."""
+    catalog = demo_app.discover(demo_app.DEFAULT_RUNS)
+    assert catalog.messages == []
+    exp = catalog.experiments[0]
+    assert exp.dataset == "mnist" and exp.classes == ["0", "1", "2", "3", "4"]
+    assert {"sft", "ra", "jtr"} <= set(exp.runs)
+    for run in exp.runs.values():
+        assert run.generators, run.name
+    last = exp.n_tasks - 1
+    sft, ra, info = demo_app.side_by_side(exp, last, "0", "ra", 16, 0)
+    assert sft is not None and ra is not None and "⚠️" not in info
+    assert not np.array_equal(pixels(sft), pixels(ra))
+
+
+def test_assets_stay_small():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "assets"
+    total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    assert total < 25 * 2**20, f"assets/ is {total / 2**20:.1f} MB"
