@@ -176,6 +176,13 @@ def test_joint_run_has_one_checkpoint(tmp_path, evaluator):
     assert Image.open(run / "forgetting.gif").n_frames == 1
 
 
+def test_dgr_run_is_evaluated_task_by_task(tmp_path, evaluator):
+    run = tmp_path / "dgr"
+    _train_tiny(run, "dgr", "0,1", iters=1)
+    m = evaluation.evaluate_run(run, eval_samples=64, classifier=evaluator.path, mnist_source="mnist5k")
+    assert [t["tasks_seen"] for t in m["tasks"]] == [1, 2] and m["strategy"] == "dgr"
+
+
 def _metrics(strategy, run, averages, rev, fid):
     tasks = [{"task": t, "tasks_seen": t + 1, "checkpoint": f"task_{t:02d}.safetensors",
               "per_class": {str(c): a for c in range(t + 1)}, "average": a} for t, a in enumerate(averages)]
