@@ -83,7 +83,9 @@ def _columns(runs: list[dict]) -> list[tuple[str, str, dict | None]]:
 
 
 def _budget_key(m: dict) -> tuple:
-    return (m["dataset"], m.get("data_source"), json.dumps(m.get("model"), sort_keys=True), m.get("eval_samples"))
+    # the network's size, not what a strategy adds to it (DGR's solver and its seen classes)
+    model = {k: v for k, v in (m.get("model") or {}).items() if k not in ("replay", "seen")}
+    return (m["dataset"], m.get("data_source"), json.dumps(model, sort_keys=True), m.get("eval_samples"))
 
 
 def render_table(runs: list[dict]) -> str:
