@@ -63,6 +63,9 @@ class Strategy:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def to(self, device) -> None:
+        """Move the strategy's tensors (after loading a state) to the training device."""
+
 
 def replay_sizes(tr, t: int) -> list[int]:
     """Replays per old class: 64 // t each on digits (one shared batch), a full batch each on LSUN."""

@@ -199,8 +199,7 @@ class Trainer:
             self.G_raw.load_state_dict(state["G"])
             self.D_raw.load_state_dict(state["D"])
             self.strategy.load_state_dict(state["strategy"])
-            if hasattr(self.strategy, "to"):
-                self.strategy.to(self.device)
+            self.strategy.to(self.device)
             if len(state["rng"]) != self.acc.num_processes:
                 raise TrainingError(f"this run was trained on {len(state['rng'])} process(es), now "
                                     f"{self.acc.num_processes}; resume it with the same number of processes")
