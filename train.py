@@ -114,6 +114,9 @@ def plan_run(out: Path, cfg: RunConfig, resume: bool):
     state_path = out / "state.pt"
     state = load_state(state_path) if state_path.is_file() else None
     if state is None:
+        if task_path(out, 0).is_file():
+            raise ValueError(f"{out} holds generators but no training state (state.pt, with the critic and the "
+                             f"optimisers), so it cannot be continued; train into another --out")
         if not resume:
             raise ValueError(f"{out} holds a run that was interrupted before its first save; pass --resume to "
                              f"restart it, or choose another --out")

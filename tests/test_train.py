@@ -250,3 +250,12 @@ def test_lsun_lmdb_and_svhn_mat_and_image_folders_end_to_end(tmp_path):
         assert meta["model"]["arch"] == ("resnet64" if size == 64 else "dcgan32")
         assert meta["model"]["channels"] == channels
         assert sample(G, list(range(len(classes)))).shape == (len(classes), channels, size, size)
+
+
+def test_run_without_training_state_cannot_be_extended(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert run(out, classes="0") == 0
+    (out / "state.pt").unlink()  # as the shipped runs in assets/
+    assert run(out, classes="0,1") == 1
+    assert "no training state" in capsys.readouterr().err
+    assert not (out / "task_01.safetensors").exists()
