@@ -40,7 +40,7 @@ def sync(device):
 def make_trainer(strategy: str, dim: int | None, task: int, cpu: bool, mixed_precision: str):
     from accelerate import Accelerator
 
-    from .data import load_task_data
+    from .data import BatchStream, load_task_data
     from .models import model_config
     from .strategies import STRATEGIES
     from .trainer import RunConfig, Trainer
@@ -52,14 +52,12 @@ def make_trainer(strategy: str, dim: int | None, task: int, cpu: bool, mixed_pre
     tr = Trainer(cfg, data, "unused", acc, STRATEGIES[strategy]("mnist"))
     tr._prepare_models()
     tr._new_optimizers()
-    tr.old_G = copy.deepcopy(tr.G_raw).requires_grad_(False)
+    tr.old_G = copy.deepcopy(tr.strategy.deliverable(tr, task - 1)[0]).requires_grad_(False)
     tr.n_seen = task + 1
     t = task if not tr.strategy.joint else 0
     if strategy == "ewc":
         tr.strategy.end_task(tr, task - 1)
     dataset = data.labeled(data.classes) if tr.strategy.joint else data.train[data.classes[task]]
-    from .data import BatchStream
-
     return tr, t, BatchStream(dataset, cfg.batch_size, 0)
 
 
@@ -106,7 +104,7 @@ def bench_strategy(strategy, args, device):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--strategies", default="sft,ra,jtr,ewc,joint")
+    p.add_argument("--strategies", default="sft,ra,jtr,ewc,dgr,joint")
     p.add_argument("--task", type=int, default=4, help="task index timed (old classes = task)")
     p.add_argument("--dim", type=int, default=None, help="network width (default: the paper's 32)")
     p.add_argument("--iters", type=int, default=5)

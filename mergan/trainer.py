@@ -185,7 +185,7 @@ class Trainer:
     def _meta(self, t: int, iters: int) -> dict:
         c = self.cfg
         return {"strategy": c.strategy, "task": t, "classes": c.classes[: t + 1] if not self.strategy.joint
-                else c.classes, "dataset": c.dataset, "data_source": c.data_source, "model": c.model,
+                else c.classes, "dataset": c.dataset, "data_source": c.data_source,
                 "iters": iters, "seed": c.seed, "batch_size": c.batch_size}
 
     # ------------------------------------------------------------------------------------------ loop
