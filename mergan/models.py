@@ -12,7 +12,9 @@ logit head with at least 10 outputs (10 in the original, also for LSUN's 4 class
 
 Batch norm always uses the statistics of the current batch (the original's moving averages are never
 updated or read), in training, for the frozen previous generator and when sampling. That is why samples
-of one class are always generated in their own forward call (see ``mergan.sampling``).
+of one class are always generated in their own forward call (see ``mergan.sampling``), or in one call with
+``groups``: the generators' ``groups=k`` splits the batch into k equal consecutive chunks and normalises each
+with its own statistics, exactly as k separate calls would, at the cost of one.
 
 Weights are initialised as tflib does: uniform in +-sigma*sqrt(3), biases zero.
 """
@@ -55,6 +57,24 @@ def tflib_init_(module: nn.Module, he: bool = True) -> nn.Module:
     return module
 
 
+def batch_norm(x: torch.Tensor, groups: int = 1, eps: float = 1e-5, weight=None, bias=None) -> torch.Tensor:
+    """Batch norm with the current batch's statistics, computed separately for each of ``groups`` equal
+    consecutive chunks of the batch (as if each chunk were its own forward call); optional per-channel affine."""
+    if groups == 1:
+        return F.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
+    n, c, h, w = x.shape
+    if n % groups:
+        raise ValueError(f"a batch of {n} does not split into {groups} equal groups")
+    m = n // groups
+    # (groups*m, c) -> (m, groups*c): each group's channels become channels of their own.
+    y = x.view(groups, m, c, h, w).transpose(0, 1).reshape(m, groups * c, h, w)
+    y = F.batch_norm(y, None, None, training=True, eps=eps)
+    y = y.view(m, groups, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+    if weight is not None:
+        y = y * weight[:, None, None] + bias[:, None, None]
+    return y
+
+
 class ConditionalBatchNorm2d(nn.Module):
     """Batch norm over the whole batch with a per-class scale and offset (``tflib/ops/cond_batchnorm.py``)."""
 
@@ -64,9 +84,9 @@ class ConditionalBatchNorm2d(nn.Module):
         self.scale = nn.Parameter(torch.ones(n_classes, channels))
         self.offset = nn.Parameter(torch.zeros(n_classes, channels))
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        # training=True with no running buffers: always the current batch's mean and biased variance.
-        x = F.batch_norm(x, None, None, training=True, eps=self.eps)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        # Always the current batch's mean and biased variance (no running buffers).
+        x = batch_norm(x, groups, self.eps)
         return x * self.scale[labels][:, :, None, None] + self.offset[labels][:, :, None, None]
 
 
@@ -86,10 +106,10 @@ class Generator32(nn.Module):
 
         self.deconvs = nn.ModuleList([deconv(4 * dim, 2 * dim), deconv(2 * dim, dim), deconv(dim, channels)])
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, groups: int = 1) -> torch.Tensor:
         x = self.fc(z).view(z.shape[0], 4 * self.dim, 4, 4)
         for norm, deconv in zip(self.norms, self.deconvs):
-            x = deconv(F.relu(norm(x, labels)))
+            x = deconv(F.relu(norm(x, labels, groups)))
         return torch.tanh(x)
 
 
@@ -117,6 +137,10 @@ def _upsample(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
+def _bn(module: nn.BatchNorm2d, x: torch.Tensor, groups: int) -> torch.Tensor:
+    return batch_norm(x, groups, module.eps, module.weight, module.bias)
+
+
 class UpBlock(nn.Module):
     """Residual block that doubles the resolution (``gan64_model.py`` ResidualBlock, resample='up')."""
 
@@ -128,10 +152,10 @@ class UpBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout, track_running_stats=False)
         self.conv2 = tflib_init_(nn.Conv2d(cout, cout, 3, padding=1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
         short = self.shortcut(_upsample(x))
-        h = self.conv1(_upsample(F.relu(self.bn1(x))))
-        return short + self.conv2(F.relu(self.bn2(h)))
+        h = self.conv1(_upsample(F.relu(_bn(self.bn1, x, groups))))
+        return short + self.conv2(F.relu(_bn(self.bn2, h, groups)))
 
 
 class DownBlock(nn.Module):
@@ -165,11 +189,12 @@ class Generator64(nn.Module):
         self.bn = nn.BatchNorm2d(dim, track_running_stats=False)
         self.out = tflib_init_(nn.Conv2d(dim, channels, 3, padding=1))
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, groups: int = 1) -> torch.Tensor:
         onehot = F.one_hot(labels, self.n_classes).to(z.dtype)
         x = self.fc(torch.cat([z, onehot], 1)).view(z.shape[0], 8 * self.dim, 4, 4)
-        x = self.blocks(x)
-        return torch.tanh(self.out(F.relu(self.bn(x))))
+        for block in self.blocks:
+            x = block(x, groups)
+        return torch.tanh(self.out(F.relu(_bn(self.bn, x, groups))))
 
 
 class Critic64(nn.Module):

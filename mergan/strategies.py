@@ -10,16 +10,27 @@ is also the number of classes already learned; old class i is conditioning label
 
 Replays are regenerated at every step from fresh noise; nothing is stored. On digits (the 32x32 model) one
 batch of 64 replays is shared by the old classes (64 // t each); on LSUN (64x64) each old class gets a full
-batch (``mergan.py:276, 307``).
+batch (``mergan.py:276, 307``). Each class is normalised with its own batch statistics (``groups``).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .losses import aux_classifier_loss, replay_alignment
 
 # lambda_RA per dataset: paper section 4 and train.sh (the argparse default 1e-4 is not what the paper used).
 RA_LAMBDA = {"mnist": 1e-3, "svhn": 1e-2, "lsun": 1e-3, "folder": 1e-3}
+PAPER_BATCH = 64
+
+
+def default_ra_lambda(dataset: str, batch_size: int = PAPER_BATCH) -> float:
+    """The paper's lambda_RA, for the paper's batch of 64, rescaled to keep the same balance at another batch.
+
+    The RA term is a *sum* over the replay batch (about one batch of replays) while the GAN losses are means,
+    so its weight against them grows with the batch: at batch b the same balance needs lambda * 64 / b.
+    """
+    return RA_LAMBDA[dataset] * PAPER_BATCH / batch_size
 
 
 class Strategy:
@@ -67,15 +78,21 @@ class Strategy:
         """Move the strategy's tensors (after loading a state) to the training device."""
 
 
-def replay_sizes(tr, t: int) -> list[int]:
-    """Replays per old class: 64 // t each on digits (one shared batch), a full batch each on LSUN."""
-    return [tr.batch_size // t if tr.reduce_replay else tr.batch_size] * t
+def replay_batch(tr, t: int):
+    """Fresh noise and labels for the old classes 0..t-1, class by class in equal consecutive chunks: (z, y).
+
+    Digits share one batch (``batch_size // t`` per class, ``mergan.py:276``); LSUN gives each old class a full
+    batch (``mergan.py:307``). Generate it with ``groups=t``: each class keeps its own batch statistics, as the
+    original's one forward call per class, in one call.
+    """
+    n = max(2, tr.batch_size // t) if tr.reduce_replay else tr.batch_size
+    y = torch.arange(t, device=tr.device).repeat_interleave(n)
+    return tr.noise(n * t), y
 
 
-def replays(tr, t: int):
-    """Fresh noise and labels for each old class in turn: yields (z, y)."""
-    for label, n in enumerate(replay_sizes(tr, t)):
-        yield tr.noise(n), tr.labels(n, label)
+def per_class_sum(values: torch.Tensor, t: int) -> torch.Tensor:
+    """The sum over the t old classes of each class's mean (the original's per-class terms, added up)."""
+    return values.float().view(t, -1).mean(1).sum()
 
 
 class JTR(Strategy):
@@ -83,7 +100,9 @@ class JTR(Strategy):
 
     The previous generator's replays of each old class play "real" for the critic (no gradient penalty on
     them) and teach its auxiliary classifier the old labels; the new generator's replays of the same noise
-    play "fake" and must be classified as their class.
+    play "fake" and must be classified as their class. The original's terms are per old class and summed
+    (averaged over classes on LSUN); the critic scores every replay in one call, which changes nothing since
+    the critic treats each sample on its own.
     """
 
     name = "jtr"
@@ -92,22 +111,22 @@ class JTR(Strategy):
     def critic_terms(self, tr, t):
         if t == 0:
             return None
-        total = 0.0
-        for z, y in replays(tr, t):
-            with torch.no_grad(), tr.autocast():
-                old, new = tr.old_G(z, y), tr.G_raw(z, y)
-            d_new, _ = tr.D(new)
-            d_old, logits_old = tr.D(old)
-            total = total + d_new.float().mean() - d_old.float().mean() + aux_classifier_loss(logits_old, y)
+        z, y = replay_batch(tr, t)
+        with torch.no_grad(), tr.autocast():
+            old, new = tr.old_G(z, y, groups=t), tr.G_raw(z, y, groups=t)
+        d, logits = tr.D(torch.cat([new, old]))
+        d_new, d_old = d.float().chunk(2)
+        ce = F.cross_entropy(logits[len(y):].float(), y, reduction="none")
+        total = per_class_sum(d_new, t) - per_class_sum(d_old, t) + per_class_sum(ce, t)
         return total if tr.reduce_replay else total / t
 
     def generator_terms(self, tr, t):
         if t == 0:
             return None
-        total = 0.0
-        for z, y in replays(tr, t):
-            d_new, logits_new = tr.D_raw(tr.G(z, y))
-            total = total - d_new.float().mean() + aux_classifier_loss(logits_new, y)
+        z, y = replay_batch(tr, t)
+        d_new, logits_new = tr.D_raw(tr.G(z, y, groups=t))
+        ce = F.cross_entropy(logits_new.float(), y, reduction="none")
+        total = per_class_sum(ce, t) - per_class_sum(d_new, t)
         return total if tr.reduce_replay else total / t
 
 
@@ -128,11 +147,10 @@ class RA(Strategy):
     def generator_terms(self, tr, t):
         if t == 0:
             return None
-        total = 0.0
-        for z, y in replays(tr, t):
-            with torch.no_grad(), tr.autocast():
-                old = tr.old_G(z, y)
-            total = total + replay_alignment(tr.G(z, y), old)
+        z, y = replay_batch(tr, t)
+        with torch.no_grad(), tr.autocast():
+            old = tr.old_G(z, y, groups=t)
+        total = replay_alignment(tr.G(z, y, groups=t), old)
         return self.lam * total / (t if tr.reduce_replay else 1)
 
 

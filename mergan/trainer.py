@@ -124,8 +124,9 @@ class Trainer:
         with self.autocast():
             with torch.no_grad():
                 fake = self.G_raw(z, fake_y)
-            d_real, logits_real = self.D(real)
-            d_fake, _ = self.D(fake)
+            # One critic call for both sides (the critic treats each sample on its own).
+            d, logits = self.D(torch.cat([real, fake.to(real.dtype)]))
+            d_real, d_fake, logits_real = d[:len(real)], d[len(real):], logits[:len(real)]
             loss = (wasserstein_critic_loss(d_real, d_fake)
                     + self.cfg.gp_weight * gradient_penalty(self.D, real, fake.float(), alpha, self._loss_scale())
                     + aux_classifier_loss(logits_real, real_y))

@@ -76,3 +76,20 @@ def test_generator_output_depends_on_label_and_is_batch_dependent():
     assert (a - b).abs().max() > 1e-3
     G.eval()
     assert torch.allclose(G(z, torch.zeros(8, dtype=torch.long)), a)
+
+
+@pytest.mark.parametrize("arch, channels", [("dcgan32", 1), ("resnet64", 3)])
+def test_grouped_call_equals_one_call_per_class(arch, channels):
+    """groups=k normalises each chunk of the batch with its own statistics: k calls in one."""
+    torch.manual_seed(0)
+    G = build_generator(model_config(arch, channels=channels, dim=8))
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    z, y = torch.randn(12, 128), torch.arange(3).repeat_interleave(4)
+    grouped = G(z, y, groups=3)
+    separate = torch.cat([G(z[i * 4:(i + 1) * 4], y[i * 4:(i + 1) * 4]) for i in range(3)])
+    assert torch.allclose(grouped, separate, atol=1e-5)
+    assert (G(z, y) - separate).abs().max() > 1e-3  # one group is not the same thing
+    with pytest.raises(ValueError, match="equal groups"):
+        G(z[:10], y[:10], groups=3)

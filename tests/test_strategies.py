@@ -7,7 +7,7 @@ import torch
 
 from mergan.losses import aux_classifier_loss
 from mergan.models import build_critic, build_generator, model_config
-from mergan.strategies import RA_LAMBDA, STRATEGIES, replay_sizes
+from mergan.strategies import RA_LAMBDA, STRATEGIES, replay_batch
 
 
 class FakeTrainer:
@@ -51,9 +51,22 @@ def test_sft_adds_nothing_and_asks_for_the_current_class():
     assert (s.fake_labels(tr, 3, 64) == 3).all()
 
 
+def replay_sizes(tr, t):
+    _, y = replay_batch(tr, t)
+    return torch.bincount(y, minlength=t).tolist()
+
+
+def per_class_replays(tr, t):
+    """The replay batch as the original drew it: one (z, y) per old class, each generated on its own."""
+    z, y = replay_batch(tr, t)
+    return [(z[y == i], y[y == i]) for i in range(t)]
+
+
 def test_replay_sizes_digits_share_one_batch_lsun_full_batches():
     tr = FakeTrainer()
     assert replay_sizes(tr, 1) == [64] and replay_sizes(tr, 3) == [21, 21, 21] and replay_sizes(tr, 9) == [7] * 9
+    _, y = replay_batch(tr, 3)
+    assert y.tolist() == sorted(y.tolist())  # class by class, in consecutive chunks
     tr.reduce_replay, tr.batch_size = False, 64
     assert replay_sizes(tr, 3) == [64, 64, 64]
 
