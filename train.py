@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="paper", help=f"budget preset: {', '.join(PRESETS)} (default paper)")
     p.add_argument("--iters", type=int, default=None, help="generator updates per task (overrides the preset)")
     p.add_argument("--dim", type=int, default=None, help="network width (default: the paper's, 32 or 64)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the preset's; paper 64)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the preset's; paper 1e-4)")
     p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<strategy>)")
     p.add_argument("--data-dir", default="data", help="where the dataset lives (default ./data)")
     p.add_argument("--mnist-source", default="auto", choices=["auto", "full", "mnist5k"],
@@ -45,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=32, choices=[32, 64], help="folder datasets: 32 or 64")
     p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="folder datasets: 1 or 3")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    p.add_argument("--ra-lambda", type=float, default=None, help="RA weight (default 1e-3; 1e-2 for SVHN)")
+    p.add_argument("--ra-lambda", type=float, default=None,
+                   help="RA weight (default 1e-3, SVHN 1e-2, at batch 64; times 64/batch at another batch)")
     p.add_argument("--ewc-lambda", type=float, default=DEFAULTS["ewc_lambda"], help="EWC weight (default 1e9)")
     p.add_argument("--save-every", type=int, default=None, help="iterations between resumable state saves")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -81,17 +84,23 @@ def make_config(args, data) -> RunConfig:
     arch = "dcgan32" if data.size == 32 else "resnet64"
     model = model_config(arch, channels=data.channels, n_classes=len(data.all_classes), dim=dim,
                          z_dim=DEFAULTS["z_dim"])
+    batch_size = args.batch_size if args.batch_size is not None else pv["batch_size"]
+    if batch_size < 2:
+        raise ValueError(f"--batch-size must be at least 2 (batch norm needs two samples), got {batch_size}")
+    lr = args.lr if args.lr is not None else pv["lr"]
+    if not lr > 0:
+        raise ValueError(f"--lr must be positive, got {lr}")
     save_every = args.save_every or pv["save_every"]
     if save_every < 1:
         raise ValueError(f"--save-every must be at least 1, got {save_every}")
     ra_lambda = args.ra_lambda
     if args.strategy == "ra" and ra_lambda is None:
-        from mergan.strategies import RA_LAMBDA
-        ra_lambda = RA_LAMBDA[args.dataset]
+        from mergan.strategies import default_ra_lambda
+        ra_lambda = default_ra_lambda(args.dataset, batch_size)
     return RunConfig(dataset=args.dataset, strategy=args.strategy, classes=list(data.classes), iters=iters,
                      model=model, data_source=data.source, seed=args.seed, ra_lambda=ra_lambda,
                      ewc_lambda=args.ewc_lambda, save_every=save_every, log_every=pv["log_every"],
-                     **{k: DEFAULTS[k] for k in ("batch_size", "critic_iters", "lr", "beta1", "beta2",
+                     batch_size=batch_size, lr=lr, **{k: DEFAULTS[k] for k in ("critic_iters", "beta1", "beta2",
                                                  "gp_weight")})
 
 

@@ -1,7 +1,7 @@
 """Training throughput: ms per iteration (one generator update with its critic updates) for each strategy.
 
     python -m mergan.bench                      # the paper's MNIST size (width 32, batch 64), on this machine
-    python -m mergan.bench --task 4 --repeats 5 --iters 10 --dim 16
+    python -m mergan.bench --task 4 --repeats 5 --iters 10 --dim 16 --batch-size 32   # the quick preset's size
 
 Each strategy is timed at task ``--task`` (replay costs grow with the number of old classes), ``--repeats``
 times ``--iters`` iterations after a warm-up; the median is printed. FLOPs per iteration are counted with
@@ -37,7 +37,8 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def make_trainer(strategy: str, dim: int | None, task: int, cpu: bool, mixed_precision: str):
+def make_trainer(strategy: str, dim: int | None, task: int, cpu: bool, mixed_precision: str,
+                 batch_size: int = 64):
     from accelerate import Accelerator
 
     from .data import BatchStream, load_task_data
@@ -47,7 +48,8 @@ def make_trainer(strategy: str, dim: int | None, task: int, cpu: bool, mixed_pre
 
     data = load_task_data("mnist", "data", ",".join(str(i) for i in range(task + 1)), mnist_source="mnist5k")
     cfg = RunConfig(dataset="mnist", strategy=strategy, classes=data.classes, iters=1,
-                    model=model_config("dcgan32", channels=1, dim=dim), data_source=data.source)
+                    model=model_config("dcgan32", channels=1, dim=dim), data_source=data.source,
+                    batch_size=batch_size)
     acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
     tr = Trainer(cfg, data, "unused", acc, STRATEGIES[strategy]("mnist"))
     tr._prepare_models()
@@ -83,7 +85,7 @@ class _Global:
 def bench_strategy(strategy, args, device):
     from torch.utils.flop_counter import FlopCounterMode
 
-    tr, t, stream = make_trainer(strategy, args.dim, args.task, args.cpu, args.mixed_precision)
+    tr, t, stream = make_trainer(strategy, args.dim, args.task, args.cpu, args.mixed_precision, args.batch_size)
     for _ in range(args.warmup):
         iteration(tr, t, stream)
     counter = FlopCounterMode(display=False)
@@ -107,6 +109,7 @@ def main(argv=None):
     p.add_argument("--strategies", default="sft,ra,jtr,ewc,dgr,joint")
     p.add_argument("--task", type=int, default=4, help="task index timed (old classes = task)")
     p.add_argument("--dim", type=int, default=None, help="network width (default: the paper's 32)")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: the paper's 64)")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -120,13 +123,13 @@ def main(argv=None):
     peak = matmul_flops(device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; measured fp32 matmul: {peak / 1e9:.1f} GFLOP/s")
-    print(f"MNIST 32x32, width {args.dim or 32}, batch 64, 5 critic steps per generator step, task {args.task} "
-          f"({args.task} old classes), median of {args.repeats} x {args.iters} iterations")
+    print(f"MNIST 32x32, width {args.dim or 32}, batch {args.batch_size}, 5 critic steps per generator step, "
+          f"task {args.task} ({args.task} old classes), median of {args.repeats} x {args.iters} iterations")
     print(f"{'strategy':<9}{'ms/iter':>10}{'min':>9}{'max':>9}{'img/s':>9}{'GFLOP/iter':>12}{'GFLOP/s':>10}"
           f"{'of matmul':>11}")
     for s in args.strategies.split(","):
         med, lo, hi, flops = bench_strategy(s, args, device)
-        images = 64 * 6  # generated images per iteration: 1 generator batch + 5 critic batches of 64
+        images = args.batch_size * 6  # generated images per iteration: 1 generator batch + 5 critic batches
         print(f"{s:<9}{med * 1e3:>10.1f}{lo * 1e3:>9.1f}{hi * 1e3:>9.1f}{images / med:>9.0f}{flops / 1e9:>12.2f}"
               f"{flops / med / 1e9:>10.1f}{flops / med / peak:>10.1%}")
 

@@ -25,9 +25,12 @@ PAPER_ITERS = {"mnist": 4000, "svhn": 8000, "lsun": 20000, "folder": 4000}
 PRESETS = {
     "paper": dict(iters=PAPER_ITERS, dim=None, save_every=500, log_every=50),
     "paper-8k": dict(iters={**PAPER_ITERS, "mnist": 8000}, dim=None, save_every=500, log_every=50),
-    # Sized for 2 CPU cores: MNIST, 5 tasks, about 10 minutes per strategy, the story still visible
-    # (SFT's old digits gone, RA's and JTR's kept). Narrower networks, fewer iterations; nothing else differs.
-    "quick": dict(iters={"mnist": 500, "svhn": 500, "lsun": 100, "folder": 500}, dim=16, save_every=50,
+    # Sized for 2 CPU cores: MNIST, 5 tasks in about 10 minutes per strategy, the story still visible (SFT's old
+    # digits gone, RA's and JTR's kept). Narrower networks, fewer updates and, to learn each task in those few
+    # updates, twice the learning rate. Measured on digits 0-2 (README, Results): at 500 updates and lr 1e-4 a
+    # task is not learned before the next starts, and MeRGAN keeps little; lr 2e-4 keeps RA at 89% and JTR at
+    # 78%, better than twice the updates at half the batch (83%, 72%) in the same time.
+    "quick": dict(iters={"mnist": 500, "svhn": 500, "lsun": 100, "folder": 500}, dim=16, lr=2e-4, save_every=50,
                   log_every=10),
 }
 
@@ -36,5 +39,6 @@ def preset_values(preset: str, dataset: str) -> dict:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
-    return {"iters": p["iters"][dataset], "dim": p["dim"], "save_every": p["save_every"],
-            "log_every": p["log_every"]}
+    return {"iters": p["iters"][dataset], "dim": p["dim"], "batch_size": p.get("batch_size", DEFAULTS["batch_size"]),
+            "lr": p.get("lr", DEFAULTS["lr"]),
+            "save_every": p["save_every"], "log_every": p["log_every"]}

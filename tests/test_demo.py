@@ -163,6 +163,11 @@ def test_numbers_note_then_table(tiny_runs, exp, tmp_path):
     assert [c for _, c in plots] == ["SFT: accuracy over tasks"]
 
 
+def test_budget_note_reads_the_runs_config(exp):
+    note = demo_app.budget_note(exp)
+    assert "3 generator updates per task, network width 8, batch 64" in note and "CPU-sized" in note
+
+
 def test_shipped_runs_load_and_show_forgetting():
     """``python demo_app.py`` on a fresh machine: the runs in assets/ are found, and after the last task SFT's
     class 0 differs from MeRGAN's for the same noise."""

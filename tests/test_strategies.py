@@ -79,9 +79,7 @@ def test_ra_lambdas_as_paper():
 def _ra_reference(tr, t, lam, divide):
     tr.rng.manual_seed(7)
     total = 0.0
-    for i, n in enumerate(replay_sizes(tr, t)):
-        z = tr.noise(n)
-        y = torch.full((n,), i, dtype=torch.long)
+    for z, y in per_class_replays(tr, t):
         total = total + 0.5 * ((tr.G(z, y) - tr.old_G(z, y)) ** 2).sum()
     return lam * total / (t if divide else 1)
 
@@ -108,8 +106,7 @@ def test_ra_zero_when_generators_identical():
 def _jtr_critic_reference(tr, t):
     tr.rng.manual_seed(11)
     total = 0.0
-    for i, n in enumerate(replay_sizes(tr, t)):
-        z, y = tr.noise(n), torch.full((n,), i, dtype=torch.long)
+    for z, y in per_class_replays(tr, t):
         with torch.no_grad():
             old, new = tr.old_G(z, y), tr.G(z, y)
         d_new, _ = tr.D(new)
@@ -128,6 +125,20 @@ def test_jtr_critic_side_old_replays_are_real_with_ac_loss(arch):
     got.backward()  # trains the critic only: the generator is not in this graph
     assert all(p.grad is None for p in tr.G.parameters())
     assert tr.D.classifier.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch", ["dcgan32", "resnet64"])
+def test_jtr_generator_side_equals_per_class_form(arch):
+    tr, s = FakeTrainer(arch), STRATEGIES["jtr"]("mnist")
+    t = 3
+    tr.rng.manual_seed(5)
+    expected = 0.0
+    for z, y in per_class_replays(tr, t):
+        d, logits = tr.D(tr.G(z, y))
+        expected = expected - d.mean() + aux_classifier_loss(logits, y)
+    expected = expected if tr.reduce_replay else expected / t
+    tr.rng.manual_seed(5)
+    assert torch.allclose(s.generator_terms(tr, t), expected, rtol=1e-5)
 
 
 def test_jtr_generator_side_trains_new_generator_on_old_labels():
@@ -215,3 +226,16 @@ def test_dgr_deliverable_draws_classes_by_rejection_and_round_trips(tmp_path):
     G, m = load_generator(tmp_path / "g.safetensors")
     assert m["model"]["replay"] == "dgr"
     assert torch.equal(sample(G, [0, 1, 1], seed=3), sample(module, [0, 1, 1], seed=3))
+
+
+def test_default_ra_lambda_keeps_the_papers_balance_at_another_batch():
+    from mergan.strategies import default_ra_lambda
+    assert default_ra_lambda("mnist") == 1e-3 and default_ra_lambda("svhn") == 1e-2
+    assert default_ra_lambda("mnist", 32) == pytest.approx(2e-3)
+    # the summed RA term over a batch of 32, times the scaled lambda, weighs what it weighs at 64
+    tr, s = FakeTrainer(), STRATEGIES["ra"]("mnist", ra_lambda=default_ra_lambda("mnist", 32))
+    tr.batch_size = 32
+    small = s.generator_terms(tr, 2)
+    tr.batch_size, s.lam = 64, default_ra_lambda("mnist")
+    big = s.generator_terms(tr, 2)
+    assert torch.allclose(small, big, rtol=0.2)
