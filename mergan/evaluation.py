@@ -601,6 +601,16 @@ def _real_data(meta: dict, data_dir: Path, mnist_source: str | None, lsun_cap: i
     return data, kwargs
 
 
+def _training_settings(run_dir: Path, meta: dict) -> dict:
+    """Batch size and learning rate of the run (checkpoint metadata, else the run's config.json), so a table
+    can say how its budget differs from the paper's."""
+    try:
+        saved = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        saved = {}
+    return {k: meta.get(k, saved.get(k)) for k in ("batch_size", "lr")}
+
+
 def evaluate_run(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0, device: str = "cpu",
                  data_dir: str | Path = "data", mnist_source: str | None = None, lsun_cap: int = 100_000,
                  classifier: str | Path | None = None, classifier_epochs: int | None = None,
@@ -686,7 +696,7 @@ def evaluate_run(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0, d
     metrics = {
         "run": str(run_dir), "dataset": dataset, "strategy": final_meta["strategy"], "classes": classes,
         "iters": final_meta["iters"], "model": final_meta["model"], "data_source": final_meta["data_source"],
-        "eval_samples": eval_samples, "seed": seed,
+        "eval_samples": eval_samples, "seed": seed, **_training_settings(run_dir, final_meta),
         "classifier": {"path": _shown(ev.path), "arch": cfg["arch"],
                        "test_accuracy": ev.meta.get("test_accuracy"), "test_split": ev.meta.get("test_split"),
                        "data_source": ev.meta.get("data_source"),

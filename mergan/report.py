@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .checkpoints import atomic_write_text
-from .config import PAPER_ITERS
+from .config import DEFAULTS, PAPER_ITERS
 
 # Column order and names of the paper's Table 1; config names on the left.
 COLUMNS = [("joint", "JT"), ("sft", "SFT"), ("ewc", "EWC"), ("dgr", "DGR"), ("jtr", "MeRGAN-JTR"),
@@ -85,7 +85,17 @@ def _columns(runs: list[dict]) -> list[tuple[str, str, dict | None]]:
 def _budget_key(m: dict) -> tuple:
     # the network's size, not what a strategy adds to it (DGR's solver and its seen classes)
     model = {k: v for k, v in (m.get("model") or {}).items() if k not in ("replay", "seen")}
-    return (m["dataset"], m.get("data_source"), json.dumps(model, sort_keys=True), m.get("eval_samples"))
+    return (m["dataset"], m.get("data_source"), json.dumps(model, sort_keys=True), m.get("eval_samples"),
+            m.get("batch_size"), m.get("lr"))
+
+
+def _training(first: dict) -> str:
+    """Batch and learning rate beside the paper's, where the metrics record them."""
+    batch, lr = first.get("batch_size"), first.get("lr")
+    if batch is None and lr is None:
+        return ""
+    return (f"; batch {batch}, learning rate {lr:g} (paper: {DEFAULTS['batch_size']}, {DEFAULTS['lr']:g})"
+            if lr is not None else f"; batch {batch} (paper: {DEFAULTS['batch_size']})")
 
 
 def render_table(runs: list[dict]) -> str:
@@ -108,7 +118,7 @@ def render_table(runs: list[dict]) -> str:
         paper = (f"; {first.get('eval_samples')} generated images per class; iterations per task below. The paper "
                  f"has no numbers for this dataset.")
     out.append(f"Our budget: data `{first.get('data_source')}`; model {model.get('arch')} width {model.get('dim')} "
-               + paper)
+               + paper.replace("; ", _training(first) + "; ", 1))
     out.append("")
     out.append("| run | strategy | tasks | iterations per task | evaluator | its accuracy on real images |")
     out.append("|---|---|---|---|---|---|")

@@ -187,7 +187,7 @@ class Trainer:
         c = self.cfg
         return {"strategy": c.strategy, "task": t, "classes": c.classes[: t + 1] if not self.strategy.joint
                 else c.classes, "dataset": c.dataset, "data_source": c.data_source,
-                "iters": iters, "seed": c.seed, "batch_size": c.batch_size}
+                "iters": iters, "seed": c.seed, "batch_size": c.batch_size, "lr": c.lr}
 
     # ------------------------------------------------------------------------------------------ loop
     def train(self, state: dict | None = None) -> None:

@@ -184,6 +184,23 @@ def test_shipped_runs_load_and_show_forgetting():
     assert not np.array_equal(pixels(sft), pixels(ra))
 
 
+def test_shipped_runs_tell_the_story():
+    """What the demo is for, scored by the shipped evaluator: after the last task SFT no longer draws the old
+    digits, MeRGAN (RA and JTR) still does, and every run has learned the newest one."""
+    from mergan.evaluation import SHIPPED, generated_accuracy, load_classifier
+
+    evaluator = load_classifier(next(SHIPPED.glob("mnist-*.safetensors")))
+    exp = demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0]
+    old = {}
+    for name in ("sft", "ra", "jtr"):
+        G = exp.runs[name].generators[exp.n_tasks - 1]
+        acc, _ = generated_accuracy(G, exp.classes, evaluator, n=100)
+        assert acc[exp.classes[-1]] > 0.5, (name, acc)
+        old[name] = sum(acc[c] for c in exp.classes[:-1]) / (len(exp.classes) - 1)
+    assert old["sft"] < 0.1, old
+    assert old["ra"] > 0.6 and old["jtr"] > 0.6, old
+
+
 def test_assets_stay_small():
     import pathlib
 

@@ -181,6 +181,7 @@ def test_dgr_run_is_evaluated_task_by_task(tmp_path, evaluator):
     _train_tiny(run, "dgr", "0,1", iters=1)
     m = evaluation.evaluate_run(run, eval_samples=64, classifier=evaluator.path, mnist_source="mnist5k")
     assert [t["tasks_seen"] for t in m["tasks"]] == [1, 2] and m["strategy"] == "dgr"
+    assert m["batch_size"] == 64 and m["lr"] == 2e-4  # the quick preset's, recorded for the report
 
 
 def _metrics(strategy, run, averages, rev, fid):
@@ -188,8 +189,9 @@ def _metrics(strategy, run, averages, rev, fid):
               "per_class": {str(c): a for c in range(t + 1)}, "average": a} for t, a in enumerate(averages)]
     return {"run": run, "dataset": "mnist", "strategy": strategy, "classes": [str(c) for c in range(len(averages))],
             "iters": 500, "model": {"arch": "dcgan32", "dim": 16, "channels": 1}, "data_source": "mnist5k: test",
-            "eval_samples": 6400, "classifier": {"path": "clf.safetensors", "arch": "cnn32", "test_accuracy": 0.982,
-                                                 "test_split": "test"},
+            "eval_samples": 6400, "batch_size": 64, "lr": 2e-4,
+            "classifier": {"path": "clf.safetensors", "arch": "cnn32", "test_accuracy": 0.982,
+                           "test_split": "test"},
             "tasks": tasks, "reverse_accuracy": {"accuracy": rev}, "fid": {"overall": fid},
             "inception_fid": {"skipped": "no weights"}}
 
@@ -211,6 +213,7 @@ def test_report_renders_table_1_layout(tmp_path, capsys):
     assert "| after 10 tasks | — (96.92) |" in text
     assert "| reverse accuracy (%), after 5 tasks |  | 20.00 |  |  |  | 90.00 |" in text
     assert "width 16 (paper: 32)" in text and "not the paper's setting" in text and "| 500 |" in text
+    assert "batch 64, learning rate 0.0002 (paper: 64, 0.0001)" in text
     assert report.main([str(tmp_path / "nothing")]) == 1
 
 
