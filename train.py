@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="folder datasets: 1 or 3")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--ra-lambda", type=float, default=None,
-                   help="RA weight (default 1e-3, SVHN 1e-2, at batch 64; times 64/batch at another batch)")
+                   help="RA weight (default 1e-3, SVHN 1e-2, for batch 64: times 64/batch at another "
+                        "batch, times 3 in the quick preset)")
     p.add_argument("--ewc-lambda", type=float, default=DEFAULTS["ewc_lambda"], help="EWC weight (default 1e9)")
     p.add_argument("--save-every", type=int, default=None, help="iterations between resumable state saves")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -96,7 +97,7 @@ def make_config(args, data) -> RunConfig:
     ra_lambda = args.ra_lambda
     if args.strategy == "ra" and ra_lambda is None:
         from mergan.strategies import default_ra_lambda
-        ra_lambda = default_ra_lambda(args.dataset, batch_size)
+        ra_lambda = float(f"{default_ra_lambda(args.dataset, batch_size) * pv['ra_scale']:.6g}")
     return RunConfig(dataset=args.dataset, strategy=args.strategy, classes=list(data.classes), iters=iters,
                      model=model, data_source=data.source, seed=args.seed, ra_lambda=ra_lambda,
                      ewc_lambda=args.ewc_lambda, save_every=save_every, log_every=pv["log_every"],

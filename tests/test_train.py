@@ -146,6 +146,8 @@ def test_nan_loss_stops_with_one_line_and_keeps_saved_files(tmp_path, capsys, mo
     (["--dataset", "lsun", "--data-dir", "nowhere"], "does not exist"),
     (["--mixed-precision", "fp16", "--cpu"], "fp16 mixed precision needs a CUDA GPU"),
     (["--iters", "0"], "--iters must be at least 1"),
+    (["--batch-size", "1"], "--batch-size must be at least 2"),
+    (["--lr", "0"], "--lr must be positive"),
     (["--resume"], "nothing to resume"),
 ])
 def test_bad_input_one_clear_line(tmp_path, capsys, args, message):
@@ -153,6 +155,24 @@ def test_bad_input_one_clear_line(tmp_path, capsys, args, message):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not (tmp_path / "r").exists()  # nothing written
+
+
+@pytest.mark.parametrize("args, lr, batch, ra_lambda", [
+    (["--preset", "paper"], 1e-4, 64, 1e-3),                         # the paper's values
+    (["--preset", "paper", "--dataset", "svhn"], 1e-4, 64, 1e-2),
+    (["--preset", "paper", "--batch-size", "32"], 1e-4, 32, 2e-3),   # the summed RA term keeps its balance
+    (["--preset", "quick"], 2e-4, 64, 3e-3),                         # the CPU-sized preset, as documented
+    (["--preset", "quick", "--ra-lambda", "1e-3", "--lr", "1e-4"], 1e-4, 64, 1e-3),  # explicit values win
+])
+def test_preset_settings(args, lr, batch, ra_lambda):
+    from types import SimpleNamespace
+
+    ns = train.build_parser().parse_args(["--strategy", "ra", *args])
+    dataset = ns.dataset
+    data = SimpleNamespace(size=32, channels=1, all_classes=[str(i) for i in range(10)], classes=["0", "1"],
+                           source=f"{dataset}: test")
+    cfg = train.make_config(ns, data)
+    assert (cfg.lr, cfg.batch_size) == (lr, batch) and cfg.ra_lambda == pytest.approx(ra_lambda)
 
 
 def test_command_line_error_exit_code(tmp_path):
