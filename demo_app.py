@@ -31,6 +31,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from mergan import CheckpointError, load_generator, sample
+from mergan.config import DEFAULTS
 from mergan.sampling import grid
 
 log = logging.getLogger("mergan.demo")
@@ -401,7 +402,7 @@ def budget_note(exp: Experiment) -> str:
     """How these generators were trained, beside the paper's budget, so a CPU-sized run is read as one."""
     try:
         cfg = json.loads((next(iter(exp.runs.values())).path / "config.json").read_text())
-        iters, dim, batch = cfg["iters"], cfg["model"]["dim"], cfg.get("batch_size", 64)
+        iters, dim, batch = cfg["iters"], cfg["model"]["dim"], cfg.get("batch_size", DEFAULTS["batch_size"])
     except (OSError, ValueError, KeyError, StopIteration):
         return ""
     note = f"These generators: {iters} generator updates per task, network width {dim}, batch {batch}"

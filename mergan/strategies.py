@@ -17,11 +17,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .config import DEFAULTS
 from .losses import aux_classifier_loss, replay_alignment
 
 # lambda_RA per dataset: paper section 4 and train.sh (the argparse default 1e-4 is not what the paper used).
 RA_LAMBDA = {"mnist": 1e-3, "svhn": 1e-2, "lsun": 1e-3, "folder": 1e-3}
-PAPER_BATCH = 64
+PAPER_BATCH = DEFAULTS["batch_size"]  # the batch the paper's lambdas are for
 
 
 def default_ra_lambda(dataset: str, batch_size: int = PAPER_BATCH) -> float:
