@@ -15,7 +15,6 @@ batch (``mergan.py:276, 307``). Each class is normalised with its own batch stat
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .config import DEFAULTS
 from .losses import aux_classifier_loss, replay_alignment
@@ -91,11 +90,6 @@ def replay_batch(tr, t: int):
     return tr.noise(n * t), y
 
 
-def per_class_sum(values: torch.Tensor, t: int) -> torch.Tensor:
-    """The sum over the t old classes of each class's mean (the original's per-class terms, added up)."""
-    return values.float().view(t, -1).mean(1).sum()
-
-
 class JTR(Strategy):
     """MeRGAN Joint Training with Replay (``mergan.py:285-323``).
 
@@ -117,8 +111,8 @@ class JTR(Strategy):
             old, new = tr.old_G(z, y, groups=t), tr.G_raw(z, y, groups=t)
         d, logits = tr.D(torch.cat([new, old]))
         d_new, d_old = d.float().chunk(2)
-        ce = F.cross_entropy(logits[len(y):].float(), y, reduction="none")
-        total = per_class_sum(d_new, t) - per_class_sum(d_old, t) + per_class_sum(ce, t)
+        # The original's per-class means summed over the t classes: t times the mean, the chunks being equal.
+        total = t * (d_new.mean() - d_old.mean() + aux_classifier_loss(logits[len(y):], y))
         return total if tr.reduce_replay else total / t
 
     def generator_terms(self, tr, t):
@@ -126,8 +120,7 @@ class JTR(Strategy):
             return None
         z, y = replay_batch(tr, t)
         d_new, logits_new = tr.D_raw(tr.G(z, y, groups=t))
-        ce = F.cross_entropy(logits_new.float(), y, reduction="none")
-        total = per_class_sum(ce, t) - per_class_sum(d_new, t)
+        total = t * (aux_classifier_loss(logits_new, y) - d_new.float().mean())
         return total if tr.reduce_replay else total / t
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import load_generator, load_state, save_generator, save_state, task_path
+from .checkpoints import load_generator, save_generator, save_state, task_path
 from .data import BatchStream, TaskData, to_float
 from .losses import (aux_classifier_loss, gradient_penalty, wasserstein_critic_loss,
                      wasserstein_generator_loss)
