@@ -20,6 +20,7 @@ from pathlib import Path
 from mergan.checkpoints import CheckpointError, atomic_write_text, load_state, task_path
 from mergan.config import DEFAULTS, PRESETS, preset_values
 from mergan.data import DATASETS, DataError, load_task_data
+from mergan.losses import LOSSES
 from mergan.models import model_config
 from mergan.strategies import STRATEGIES
 from mergan.trainer import Interrupted, RunConfig, Trainer, TrainingError, config_mismatch
@@ -39,6 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=None, help="network width (default: the paper's, 32 or 64)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the preset's; paper 64)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the preset's; paper 1e-4)")
+    p.add_argument("--loss", default=None, choices=list(LOSSES),
+                   help="the game: wgan-gp (the original's) or ns-r1 (default: the preset's)")
+    p.add_argument("--critic-iters", type=int, default=None,
+                   help="critic updates per generator update (default: the preset's; paper 5)")
+    p.add_argument("--penalty-weight", type=float, default=None,
+                   help="WGAN-GP's lambda or R1's gamma (default: the preset's; paper 10)")
+    p.add_argument("--penalty-every", type=int, default=None,
+                   help="gradient penalty on every k-th critic step, weighted by k (default: the preset's; paper 1)")
+    p.add_argument("--betas", default=None, help="Adam's beta1,beta2 (default: the preset's; paper 0,0.9)")
+    p.add_argument("--ema", type=float, default=None,
+                   help="decay of the generator's weight average that is delivered and replayed; 0 for none "
+                        "(default: the preset's; paper 0)")
     p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<strategy>)")
     p.add_argument("--data-dir", default="data", help="where the dataset lives (default ./data)")
     p.add_argument("--mnist-source", default="auto", choices=["auto", "full", "mnist5k"],
@@ -85,12 +98,35 @@ def make_config(args, data) -> RunConfig:
     arch = "dcgan32" if data.size == 32 else "resnet64"
     model = model_config(arch, channels=data.channels, n_classes=len(data.all_classes), dim=dim,
                          z_dim=DEFAULTS["z_dim"])
-    batch_size = args.batch_size if args.batch_size is not None else pv["batch_size"]
+    def pick(name, key=None):
+        value = getattr(args, name)
+        return pv[key or name] if value is None else value
+
+    batch_size = pick("batch_size")
     if batch_size < 2:
         raise ValueError(f"--batch-size must be at least 2 (batch norm needs two samples), got {batch_size}")
-    lr = args.lr if args.lr is not None else pv["lr"]
+    lr = pick("lr")
     if not lr > 0:
         raise ValueError(f"--lr must be positive, got {lr}")
+    critic_iters, penalty_every = pick("critic_iters"), pick("penalty_every")
+    if critic_iters < 1:
+        raise ValueError(f"--critic-iters must be at least 1, got {critic_iters}")
+    if penalty_every < 1:
+        raise ValueError(f"--penalty-every must be at least 1, got {penalty_every}")
+    gp_weight = pick("penalty_weight", "gp_weight")
+    if not gp_weight >= 0:
+        raise ValueError(f"--penalty-weight must be 0 or more, got {gp_weight}")
+    ema = pick("ema")
+    if not 0 <= ema < 1:
+        raise ValueError(f"--ema must be in [0, 1), got {ema}")
+    beta1, beta2 = pv["beta1"], pv["beta2"]
+    if args.betas is not None:
+        try:
+            beta1, beta2 = (float(b) for b in args.betas.split(","))
+        except ValueError:
+            raise ValueError(f"--betas takes two numbers as beta1,beta2 (paper 0,0.9), got {args.betas!r}") from None
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise ValueError(f"--betas must each be in [0, 1), got {args.betas!r}")
     save_every = args.save_every or pv["save_every"]
     if save_every < 1:
         raise ValueError(f"--save-every must be at least 1, got {save_every}")
@@ -101,8 +137,8 @@ def make_config(args, data) -> RunConfig:
     return RunConfig(dataset=args.dataset, strategy=args.strategy, classes=list(data.classes), iters=iters,
                      model=model, data_source=data.source, seed=args.seed, ra_lambda=ra_lambda,
                      ewc_lambda=args.ewc_lambda, save_every=save_every, log_every=pv["log_every"],
-                     batch_size=batch_size, lr=lr, **{k: DEFAULTS[k] for k in ("critic_iters", "beta1", "beta2",
-                                                 "gp_weight")})
+                     batch_size=batch_size, lr=lr, critic_iters=critic_iters, beta1=beta1, beta2=beta2,
+                     gp_weight=gp_weight, loss=pick("loss"), penalty_every=penalty_every, ema=ema)
 
 
 def plan_run(out: Path, cfg: RunConfig, resume: bool):

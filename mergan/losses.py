@@ -37,6 +37,39 @@ def wasserstein_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
     return -d_fake.float().mean()
 
 
+def r1_penalty(d_real: torch.Tensor, real: torch.Tensor, loss_scale: float | None = None) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): mean ||grad_x D(x)||^2 on real images ``real`` (which must require grad and
+    have produced ``d_real``). The caller weighs it by gamma / 2. Loss scaling as in ``gradient_penalty``."""
+    out = d_real.float().sum()
+    if loss_scale is not None:
+        out = out * loss_scale
+    (grad,) = torch.autograd.grad(out, real, create_graph=True)
+    grad = grad.float()
+    if loss_scale is not None:
+        grad = grad / loss_scale
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
+LOSSES = ("wgan-gp", "ns-r1")
+
+
+def critic_loss(loss: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """The critic's side of the game on scores of real (or replayed-as-real) and fake images.
+
+    ``wgan-gp``: mean D(fake) - mean D(real). ``ns-r1``: the non-saturating GAN's -log sigmoid D(real) -
+    log(1 - sigmoid D(fake)), i.e. softplus(-D(real)) + softplus(D(fake)), each averaged."""
+    if loss == "wgan-gp":
+        return wasserstein_critic_loss(d_real, d_fake)
+    return F.softplus(-d_real.float()).mean() + F.softplus(d_fake.float()).mean()
+
+
+def generator_loss(loss: str, d_fake: torch.Tensor) -> torch.Tensor:
+    """The generator's side: -mean D(fake) (``wgan-gp``) or the non-saturating -log sigmoid D(fake) (``ns-r1``)."""
+    if loss == "wgan-gp":
+        return wasserstein_generator_loss(d_fake)
+    return F.softplus(-d_fake.float()).mean()
+
+
 def aux_classifier_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """AC-GAN cross-entropy (lambda_CLS = 1 on both sides, mergan.py:96-98)."""
     return F.cross_entropy(logits.float(), labels)

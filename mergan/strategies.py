@@ -14,14 +14,17 @@ batch (``mergan.py:276, 307``). Each class is normalised with its own batch stat
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from .config import DEFAULTS
-from .losses import aux_classifier_loss, replay_alignment
+from .losses import aux_classifier_loss, critic_loss, generator_loss, replay_alignment
 
 # lambda_RA per dataset: paper section 4 and train.sh (the argparse default 1e-4 is not what the paper used).
 RA_LAMBDA = {"mnist": 1e-3, "svhn": 1e-2, "lsun": 1e-3, "folder": 1e-3}
-PAPER_BATCH = DEFAULTS["batch_size"]  # the batch the paper's lambdas are for
+PAPER_BATCH = DEFAULTS["batch_size"]
+log = logging.getLogger("mergan")  # the batch the paper's lambdas are for
 
 
 def default_ra_lambda(dataset: str, batch_size: int = PAPER_BATCH) -> float:
@@ -54,7 +57,7 @@ class Strategy:
 
     def deliverable(self, tr, t: int):
         """The module saved as the task's generator, and its constructor arguments."""
-        return tr.G_raw, tr.cfg.model
+        return tr.G_out, tr.cfg.model
 
     def critic_terms(self, tr, t: int):
         return None
@@ -112,7 +115,7 @@ class JTR(Strategy):
         d, logits = tr.D(torch.cat([new, old]))
         d_new, d_old = d.float().chunk(2)
         # The original's per-class means summed over the t classes: t times the mean, the chunks being equal.
-        total = t * (d_new.mean() - d_old.mean() + aux_classifier_loss(logits[len(y):], y))
+        total = t * (critic_loss(tr.cfg.loss, d_old, d_new) + aux_classifier_loss(logits[len(y):], y))
         return total if tr.reduce_replay else total / t
 
     def generator_terms(self, tr, t):
@@ -120,7 +123,7 @@ class JTR(Strategy):
             return None
         z, y = replay_batch(tr, t)
         d_new, logits_new = tr.D_raw(tr.G(z, y, groups=t))
-        total = t * (aux_classifier_loss(logits_new, y) - d_new.float().mean())
+        total = t * (aux_classifier_loss(logits_new, y) + generator_loss(tr.cfg.loss, d_new))
         return total if tr.reduce_replay else total / t
 
 
@@ -190,8 +193,6 @@ class EWC(Strategy):
         return self.penalty(tr.G_raw)
 
     def end_task(self, tr, t):
-        from .losses import wasserstein_generator_loss
-
         G, D = tr.G_raw, tr.D_raw
         params = dict(G.named_parameters())
         fisher = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in params.items()}
@@ -202,7 +203,7 @@ class EWC(Strategy):
                 z, y = tr.noise(tr.batch_size), tr.labels(tr.batch_size, label)
                 with tr.autocast():
                     d, logits = D(G(z, y))
-                    loss = wasserstein_generator_loss(d) + aux_classifier_loss(logits, y)
+                    loss = generator_loss(tr.cfg.loss, d) + aux_classifier_loss(logits, y)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
                 for (k, _), g in zip(params.items(), grads):
                     if g is not None:
@@ -212,6 +213,10 @@ class EWC(Strategy):
         reduce = getattr(tr, "reduce_mean", lambda x: x)  # the same Fisher on every process
         self.fisher = {k: reduce(v / count) for k, v in fisher.items()}
         self.anchor = {k: p.detach().float().clone() for k, p in params.items()}
+        # The Fisher's scale decides what lambda means: lambda * F is the stiffness of each weight.
+        for k, f in self.fisher.items():
+            log.info("EWC after task %d: Fisher of %s: mean %.3g, max %.3g (lambda x mean %.3g)", t, k,
+                     float(f.mean()), float(f.max()), self.lam * float(f.mean()))
 
     def state_dict(self):
         return {"fisher": self.fisher, "anchor": self.anchor}
@@ -260,7 +265,7 @@ class DGR(Strategy):
         cfg = {**tr.cfg.model, "replay": "dgr", "seen": t + 1}
         module = ReplayGenerator(**{k: cfg[k] for k in ("z_dim", "n_classes", "dim", "channels", "arch")},
                                  seen=t + 1)
-        module.generator.load_state_dict(tr.G_raw.state_dict())
+        module.generator.load_state_dict(tr.G_out.state_dict())
         module.solver.load_state_dict(tr.D_raw.state_dict())
         return module.to(tr.device), cfg
 

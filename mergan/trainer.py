@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from .checkpoints import load_generator, save_generator, save_state, task_path
 from .data import BatchStream, TaskData, to_float
-from .losses import (aux_classifier_loss, gradient_penalty, wasserstein_critic_loss,
-                     wasserstein_generator_loss)
+from .config import DEFAULTS
+from .losses import aux_classifier_loss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from .models import build_critic, build_generator
 from .sampling import class_grid, save_png
 from .strategies import Strategy
@@ -55,6 +55,9 @@ class RunConfig:
     beta1: float = 0.0
     beta2: float = 0.9
     gp_weight: float = 10.0
+    loss: str = "wgan-gp"
+    penalty_every: int = 1
+    ema: float = 0.0
     ra_lambda: float | None = None
     ewc_lambda: float = 1e9
     save_every: int = 500
@@ -63,7 +66,7 @@ class RunConfig:
 
     # Settings that must match for a run folder to be resumed or extended (classes may grow).
     FIXED = ("dataset", "strategy", "iters", "model", "data_source", "seed", "batch_size", "critic_iters", "lr",
-             "beta1", "beta2", "gp_weight", "ra_lambda", "ewc_lambda")
+             "beta1", "beta2", "gp_weight", "loss", "penalty_every", "ema", "ra_lambda", "ewc_lambda")
 
 
 class Trainer:
@@ -78,6 +81,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.G_raw = build_generator(cfg.model)
         self.D_raw = build_critic(cfg.model)
+        self.G_ema = None
+        if cfg.ema:
+            self.G_ema = build_generator(cfg.model).requires_grad_(False)
+            self.G_ema.load_state_dict(self.G_raw.state_dict())
         self.old_G = None
         self.rng = torch.Generator().manual_seed(cfg.seed * 7919 + 104729 * accelerator.process_index)
         self.n_seen = 0
@@ -100,8 +107,21 @@ class Trainer:
         scaler = getattr(self.acc, "scaler", None)
         return scaler.get_scale() if scaler is not None and scaler.is_enabled() else None
 
+    @property
+    def G_out(self):
+        """The generator that is delivered and replayed: the weight average if ``ema`` is set, else the raw one."""
+        return self.G_ema if self.G_ema is not None else self.G_raw
+
     def _prepare_models(self):
         self.G, self.D = self.acc.prepare(self.G_raw, self.D_raw)
+        if self.G_ema is not None:
+            self.G_ema.to(self.device)
+
+    @torch.no_grad()
+    def _update_ema(self):
+        if self.G_ema is not None:
+            ema, raw = list(self.G_ema.parameters()), list(self.G_raw.parameters())
+            torch._foreach_lerp_(ema, raw, 1.0 - self.cfg.ema)
 
     def _new_optimizers(self):
         betas = (self.cfg.beta1, self.cfg.beta2)
@@ -110,7 +130,8 @@ class Trainer:
         self.opt_G, self.opt_D = self.acc.prepare(opt_G, opt_D)
 
     # ------------------------------------------------------------------------------------------ steps
-    def critic_step(self, t: int, stream: BatchStream) -> torch.Tensor:
+    def critic_step(self, t: int, stream: BatchStream, penalty: bool = True) -> torch.Tensor:
+        """One critic update; ``penalty``: this step carries the (lazy) gradient penalty."""
         batch = next(stream)
         if self.strategy.joint:
             real, real_y = batch
@@ -120,16 +141,25 @@ class Trainer:
         real = to_float(real.to(self.device))
         real, real_y = self.strategy.real_batch(self, t, real, real_y)
         z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(self, t, self.batch_size)
-        alpha = torch.rand(self.batch_size, generator=self.rng).to(self.device)
+        cfg = self.cfg
+        wgan = cfg.loss == "wgan-gp"
+        if wgan:
+            alpha = torch.rand(self.batch_size, generator=self.rng).to(self.device)
+        r1 = penalty and not wgan
+        if r1:
+            real = real.detach().requires_grad_(True)
         with self.autocast():
             with torch.no_grad():
                 fake = self.G_raw(z, fake_y)
             # One critic call for both sides (the critic treats each sample on its own).
             d, logits = self.D(torch.cat([real, fake.to(real.dtype)]))
             d_real, d_fake, logits_real = d[:len(real)], d[len(real):], logits[:len(real)]
-            loss = (wasserstein_critic_loss(d_real, d_fake)
-                    + self.cfg.gp_weight * gradient_penalty(self.D, real, fake.float(), alpha, self._loss_scale())
-                    + aux_classifier_loss(logits_real, real_y))
+            loss = critic_loss(cfg.loss, d_real, d_fake) + aux_classifier_loss(logits_real, real_y)
+            weight = cfg.gp_weight * cfg.penalty_every
+            if wgan and penalty:
+                loss = loss + weight * gradient_penalty(self.D, real, fake.float(), alpha, self._loss_scale())
+            elif r1:
+                loss = loss + 0.5 * weight * r1_penalty(d_real, real, self._loss_scale())
             extra = self.strategy.critic_terms(self, t)
             if extra is not None:
                 loss = loss + extra
@@ -143,7 +173,7 @@ class Trainer:
         z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(self, t, self.batch_size)
         with self.autocast():
             d_fake, logits = self.D_raw(self.G(z, fake_y))
-            loss = wasserstein_generator_loss(d_fake)
+            loss = generator_loss(self.cfg.loss, d_fake)
             if self.strategy.conditional:
                 loss = loss + aux_classifier_loss(logits, fake_y)
             extra = self.strategy.generator_terms(self, t)
@@ -152,6 +182,7 @@ class Trainer:
         self.opt_G.zero_grad(set_to_none=True)
         self.acc.backward(loss)
         self.opt_G.step()
+        self._update_ema()
         self.D_raw.requires_grad_(True)
         return loss.detach()
 
@@ -164,6 +195,7 @@ class Trainer:
         return {
             "task": t, "iter": it, "task_done": done,
             "G": self.G_raw.state_dict(), "D": self.D_raw.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             "opt_G": None if done else self.opt_G.state_dict(),
             "opt_D": None if done else self.opt_D.state_dict(),
             "rng": rng_states, "strategy": self.strategy.state_dict(),
@@ -187,7 +219,8 @@ class Trainer:
         c = self.cfg
         return {"strategy": c.strategy, "task": t, "classes": c.classes[: t + 1] if not self.strategy.joint
                 else c.classes, "dataset": c.dataset, "data_source": c.data_source,
-                "iters": iters, "seed": c.seed, "batch_size": c.batch_size, "lr": c.lr}
+                "iters": iters, "seed": c.seed, "batch_size": c.batch_size, "lr": c.lr, "loss": c.loss,
+                "critic_iters": c.critic_iters, "ema": c.ema}
 
     # ------------------------------------------------------------------------------------------ loop
     def train(self, state: dict | None = None) -> None:
@@ -199,6 +232,8 @@ class Trainer:
         if state is not None:
             self.G_raw.load_state_dict(state["G"])
             self.D_raw.load_state_dict(state["D"])
+            if self.G_ema is not None:
+                self.G_ema.load_state_dict(state["G_ema"])
             self.strategy.load_state_dict(state["strategy"])
             self.strategy.to(self.device)
             if len(state["rng"]) != self.acc.num_processes:
@@ -224,8 +259,8 @@ class Trainer:
         for it in range(start_iter, iters + 1):
             if it > 0:
                 g_loss = self.generator_step(t)
-            for _ in range(cfg.critic_iters):
-                d_loss = self.critic_step(t, stream)
+            for j in range(cfg.critic_iters):
+                d_loss = self.critic_step(t, stream, penalty=(it * cfg.critic_iters + j) % cfg.penalty_every == 0)
             bar.update(1)
             done_iters = it + 1
             if done_iters % cfg.log_every == 0 or done_iters == iters + 1:
@@ -277,7 +312,8 @@ class Trainer:
 def config_mismatch(saved: dict, new: RunConfig) -> str | None:
     """Why a run folder's saved configuration cannot be continued with ``new``, or None."""
     for key in RunConfig.FIXED:
-        a, b = saved.get(key), getattr(new, key)
+        # Runs saved before a setting existed ran with its default (the original's value).
+        a, b = saved.get(key, DEFAULTS.get(key)), getattr(new, key)
         if json.loads(json.dumps(a)) != json.loads(json.dumps(b)):
             return f"{key} was {a!r} in that run, now {b!r}"
     old = saved.get("classes", [])

@@ -70,3 +70,24 @@ def test_replay_alignment_gradient_flows_only_to_new():
     replay_alignment(new, old).backward()
     assert torch.allclose(new.grad, new.detach() - old.detach())
     assert old.grad is None
+
+
+def test_non_saturating_losses_are_the_logistic_game():
+    from mergan.losses import critic_loss, generator_loss
+
+    d_real, d_fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    expected_d = -torch.log(torch.sigmoid(d_real)).mean() - torch.log(1 - torch.sigmoid(d_fake)).mean()
+    assert torch.allclose(critic_loss("ns-r1", d_real, d_fake), expected_d)
+    assert torch.allclose(generator_loss("ns-r1", d_fake), -torch.log(torch.sigmoid(d_fake)).mean())
+    # the original's game is unchanged
+    assert torch.allclose(critic_loss("wgan-gp", d_real, d_fake), d_fake.mean() - d_real.mean())
+    assert torch.allclose(generator_loss("wgan-gp", d_fake), -d_fake.mean())
+
+
+def test_r1_of_a_linear_critic_is_the_squared_weight_norm():
+    from mergan.losses import r1_penalty
+
+    w = torch.randn(1, 3, 4, 4)
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    d = (x * w).flatten(1).sum(1)      # D(x) = <w, x>: the gradient is w for every sample
+    assert torch.allclose(r1_penalty(d, x), w.pow(2).sum())

@@ -1,9 +1,12 @@
 """Each strategy's terms against the original's formulas, on a stand-in for the trainer."""
 import contextlib
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
+
+import torch.nn.functional as F
 
 from mergan.losses import aux_classifier_loss
 from mergan.models import build_critic, build_generator, model_config
@@ -13,10 +16,11 @@ from mergan.strategies import RA_LAMBDA, STRATEGIES, replay_batch
 class FakeTrainer:
     """What a strategy may touch: the generator/critic pair, the frozen old generator and the noise source."""
 
-    def __init__(self, arch="dcgan32", seed=0):
+    def __init__(self, arch="dcgan32", seed=0, loss="wgan-gp"):
         torch.manual_seed(seed)
         cfg = model_config(arch, channels=1 if arch == "dcgan32" else 3, dim=4)
-        self.G = self.G_raw = build_generator(cfg)
+        self.cfg = SimpleNamespace(loss=loss, model=cfg)
+        self.G = self.G_raw = self.G_out = build_generator(cfg)
         self.D = self.D_raw = build_critic(cfg)
         self.old_G = copy.deepcopy(self.G).requires_grad_(False)
         with torch.no_grad():  # make the new generator differ from the old one
@@ -111,13 +115,17 @@ def _jtr_critic_reference(tr, t):
             old, new = tr.old_G(z, y), tr.G(z, y)
         d_new, _ = tr.D(new)
         d_old, logits = tr.D(old)
-        total = total + d_new.mean() - d_old.mean() + aux_classifier_loss(logits, y)
+        if tr.cfg.loss == "wgan-gp":   # mergan.py:296
+            game = d_new.mean() - d_old.mean()
+        else:                          # the same roles in the non-saturating game: old replays real, new fake
+            game = -F.logsigmoid(d_old).mean() - torch.log1p(-torch.sigmoid(d_new)).mean()
+        total = total + game + aux_classifier_loss(logits, y)
     return total if tr.reduce_replay else total / t
 
 
-@pytest.mark.parametrize("arch", ["dcgan32", "resnet64"])
-def test_jtr_critic_side_old_replays_are_real_with_ac_loss(arch):
-    tr, s = FakeTrainer(arch), STRATEGIES["jtr"]("mnist")
+@pytest.mark.parametrize("arch, loss", [("dcgan32", "wgan-gp"), ("resnet64", "wgan-gp"), ("dcgan32", "ns-r1")])
+def test_jtr_critic_side_old_replays_are_real_with_ac_loss(arch, loss):
+    tr, s = FakeTrainer(arch, loss=loss), STRATEGIES["jtr"]("mnist")
     expected = _jtr_critic_reference(tr, 2)
     tr.rng.manual_seed(11)
     got = s.critic_terms(tr, 2)
@@ -127,15 +135,16 @@ def test_jtr_critic_side_old_replays_are_real_with_ac_loss(arch):
     assert tr.D.classifier.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("arch", ["dcgan32", "resnet64"])
-def test_jtr_generator_side_equals_per_class_form(arch):
-    tr, s = FakeTrainer(arch), STRATEGIES["jtr"]("mnist")
+@pytest.mark.parametrize("arch, loss", [("dcgan32", "wgan-gp"), ("resnet64", "wgan-gp"), ("dcgan32", "ns-r1")])
+def test_jtr_generator_side_equals_per_class_form(arch, loss):
+    tr, s = FakeTrainer(arch, loss=loss), STRATEGIES["jtr"]("mnist")
     t = 3
     tr.rng.manual_seed(5)
     expected = 0.0
     for z, y in per_class_replays(tr, t):
         d, logits = tr.D(tr.G(z, y))
-        expected = expected - d.mean() + aux_classifier_loss(logits, y)
+        game = -d.mean() if loss == "wgan-gp" else -F.logsigmoid(d).mean()
+        expected = expected + game + aux_classifier_loss(logits, y)
     expected = expected if tr.reduce_replay else expected / t
     tr.rng.manual_seed(5)
     assert torch.allclose(s.generator_terms(tr, t), expected, rtol=1e-5)
