@@ -19,17 +19,21 @@ import time
 import torch
 
 
-def matmul_flops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    """Measured float32 matmul throughput, FLOP/s."""
+def matmul_flops(device: torch.device, n: int = 2048, repeats: int = 5, trials: int = 5) -> float:
+    """Measured float32 matmul throughput, FLOP/s: the best of ``trials`` timings of ``repeats`` products, so
+    that a busy moment of the machine does not lower the peak (which would push shares above 100%)."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(2):
         a @ b
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    sync(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - t)
+    best = float("inf")
+    for _ in range(trials):
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 * repeats / best
 
 
 def sync(device):
@@ -38,18 +42,24 @@ def sync(device):
 
 
 def make_trainer(strategy: str, dim: int | None, task: int, cpu: bool, mixed_precision: str,
-                 batch_size: int = 64):
+                 batch_size: int | None = None, preset: str = "paper", overrides: dict | None = None):
     from accelerate import Accelerator
 
     from .data import BatchStream, load_task_data
     from .models import model_config
     from .strategies import STRATEGIES
+    from .config import TRAINING, preset_values
     from .trainer import RunConfig, Trainer
 
+    pv = preset_values(preset, "mnist")
+    settings = {k: pv[k] for k in TRAINING}
+    if batch_size is not None:
+        settings["batch_size"] = batch_size
+    settings.update(overrides or {})
     data = load_task_data("mnist", "data", ",".join(str(i) for i in range(task + 1)), mnist_source="mnist5k")
     cfg = RunConfig(dataset="mnist", strategy=strategy, classes=data.classes, iters=1,
-                    model=model_config("dcgan32", channels=1, dim=dim), data_source=data.source,
-                    batch_size=batch_size)
+                    model=model_config("dcgan32", channels=1, dim=dim if dim is not None else pv["dim"]),
+                    data_source=data.source, **settings)
     acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
     tr = Trainer(cfg, data, "unused", acc, STRATEGIES[strategy]("mnist"))
     tr._prepare_models()
@@ -64,9 +74,12 @@ def make_trainer(strategy: str, dim: int | None, task: int, cpu: bool, mixed_pre
 
 
 def iteration(tr, t, stream):
+    """One generator update and its critic updates, the (lazy) penalty on every ``penalty_every``-th of those."""
     tr.generator_step(t)
     for _ in range(tr.cfg.critic_iters):
-        tr.critic_step(t, stream)
+        step = getattr(tr, "_bench_steps", 0)
+        tr.critic_step(t, stream, penalty=step % tr.cfg.penalty_every == 0)
+        tr._bench_steps = step + 1
 
 
 class _Global:
@@ -85,7 +98,8 @@ class _Global:
 def bench_strategy(strategy, args, device):
     from torch.utils.flop_counter import FlopCounterMode
 
-    tr, t, stream = make_trainer(strategy, args.dim, args.task, args.cpu, args.mixed_precision, args.batch_size)
+    tr, t, stream = make_trainer(strategy, args.dim, args.task, args.cpu, args.mixed_precision, args.batch_size,
+                                 args.preset, getattr(args, "overrides", None))
     for _ in range(args.warmup):
         iteration(tr, t, stream)
     counter = FlopCounterMode(display=False)
@@ -104,18 +118,87 @@ def bench_strategy(strategy, args, device):
     return statistics.median(times), min(times), max(times), flops
 
 
+def paper_cost_line(device, args) -> str:
+    """The paper preset's cost per MNIST task, extrapolated from its measured ms/iter at task 4 (RA)."""
+    from types import SimpleNamespace
+
+    from .config import PAPER_ITERS
+
+    paper = SimpleNamespace(**{**vars(args), "preset": "paper", "dim": None, "batch_size": None, "overrides": {}})
+    med, _, _, _ = bench_strategy("ra", paper, device)
+    n = PAPER_ITERS["mnist"]
+    return (f"paper preset, RA at task 4: {med * 1e3:.0f} ms/iter, so about {med * (n + 1) / 60:.0f} minutes per "
+            f"MNIST task of {n} updates and {5 * med * (n + 1) / 60:.0f} for 5 tasks (extrapolated)")
+
+
+def time_to_quality(budgets: list[int], eval_samples: int, cpu: bool, out_root: str | None = None) -> list[str]:
+    """Train RA on 5 MNIST tasks with the quick preset at each budget (updates per task), time it, and score
+    the final generator with both evaluators; the first budget whose lower-of-two average reaches 90% and 96%
+    gives the time to that quality."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from .evaluation import evaluate_run
+
+    rows, reached = [], {}
+    root = Path(out_root or tempfile.mkdtemp(prefix="mergan-ttq-"))
+    for iters in budgets:
+        out = root / f"ra-{iters}"
+        start = time.perf_counter()
+        argv = ["train.py", "--strategy", "ra", "--preset", "quick", "--classes", "0,1,2,3,4", "--iters", str(iters),
+                "--mnist-source", "mnist5k", "--out", str(out)] + (["--cpu"] if cpu else [])
+        done = subprocess.run([sys.executable, *argv], cwd=Path(__file__).resolve().parents[1],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"error: the RA run with {iters} updates per task failed: {done.stderr.strip()[-300:]}")
+        seconds = time.perf_counter() - start
+        m = evaluate_run(out, eval_samples=eval_samples, device="cpu" if cpu or not torch.cuda.is_available()
+                         else "cuda", mnist_source="mnist5k", pictures=False)
+        last = m["tasks"][-1]
+        both = last.get("both", last)["average"]
+        rows.append(f"RA, {iters:>5} updates per task: {seconds:6.0f} s; after task 4 cnn32 "
+                    f"{100 * last['average']:.1f}%, mlp32 {100 * last['second']['average']:.1f}%, lower of the two "
+                    f"{100 * both:.1f}%")
+        for goal in (0.90, 0.96):
+            if both >= goal and goal not in reached:
+                reached[goal] = (seconds, iters)
+    for goal in (0.90, 0.96):
+        rows.append(f"time to {goal:.0%} (both evaluators): " + (
+            f"{reached[goal][0]:.0f} s ({reached[goal][1]} updates per task)" if goal in reached
+            else "not reached at these budgets"))
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--strategies", default="sft,ra,jtr,ewc,dgr,joint")
     p.add_argument("--task", type=int, default=4, help="task index timed (old classes = task)")
-    p.add_argument("--dim", type=int, default=None, help="network width (default: the paper's 32)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: the paper's 64)")
+    p.add_argument("--preset", default="paper", help="training settings of this preset (default paper)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one training setting of the preset, e.g. --set loss=wgan-gp --set critic_iters=5 "
+                        "(keys: batch_size, lr, beta1, beta2, critic_iters, gp_weight, loss, penalty_every, ema)")
+    p.add_argument("--dim", type=int, default=None, help="network width (default: the preset's; paper 32)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the preset's; paper 64)")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    p.add_argument("--time-to-quality", default=None, metavar="BUDGETS",
+                   help="also train RA (quick preset, 5 tasks) at these comma-separated updates per task, e.g. "
+                        "500,1000,1500, and report the wall time to 90%% and 96%% accuracy (minutes each)")
+    p.add_argument("--eval-samples", type=int, default=1000, help="--time-to-quality: images per class scored")
     args = p.parse_args(argv)
+    from .config import DEFAULTS, TRAINING
+
+    args.overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in TRAINING or not value:
+            p.error(f"--set takes KEY=VALUE with KEY one of {', '.join(TRAINING)}; got {item!r}")
+        args.overrides[key] = type(DEFAULTS[key])(value)
     if args.task < 1:
         p.error("--task must be at least 1 so that replay strategies have old classes")
     torch.manual_seed(0)
@@ -123,15 +206,25 @@ def main(argv=None):
     peak = matmul_flops(device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; measured fp32 matmul: {peak / 1e9:.1f} GFLOP/s")
-    print(f"MNIST 32x32, width {args.dim or 32}, batch {args.batch_size}, 5 critic steps per generator step, "
+    from .config import preset_values
+
+    pv = {**preset_values(args.preset, "mnist"), **args.overrides}
+    dim, batch = args.dim or pv["dim"] or 32, args.batch_size or pv["batch_size"]
+    print(f"MNIST 32x32, preset {args.preset}: {pv['loss']}, width {dim}, batch {batch}, {pv['critic_iters']} "
+          f"critic step(s) per generator step, penalty every {pv['penalty_every']}, EMA {pv['ema']}; "
           f"task {args.task} ({args.task} old classes), median of {args.repeats} x {args.iters} iterations")
     print(f"{'strategy':<9}{'ms/iter':>10}{'min':>9}{'max':>9}{'img/s':>9}{'GFLOP/iter':>12}{'GFLOP/s':>10}"
           f"{'of matmul':>11}")
     for s in args.strategies.split(","):
         med, lo, hi, flops = bench_strategy(s, args, device)
-        images = args.batch_size * 6  # generated images per iteration: 1 generator batch + 5 critic batches
+        images = batch * (1 + pv["critic_iters"])  # generated images per iteration: generator and critic batches
         print(f"{s:<9}{med * 1e3:>10.1f}{lo * 1e3:>9.1f}{hi * 1e3:>9.1f}{images / med:>9.0f}{flops / 1e9:>12.2f}"
               f"{flops / med / 1e9:>10.1f}{flops / med / peak:>10.1%}")
+    if args.preset != "paper":
+        print(paper_cost_line(device, args))
+    if args.time_to_quality:
+        for line in time_to_quality([int(b) for b in args.time_to_quality.split(",")], args.eval_samples, args.cpu):
+            print(line)
 
 
 if __name__ == "__main__":

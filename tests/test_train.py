@@ -161,7 +161,7 @@ def test_bad_input_one_clear_line(tmp_path, capsys, args, message):
     (["--preset", "paper"], 1e-4, 64, 1e-3),                         # the paper's values
     (["--preset", "paper", "--dataset", "svhn"], 1e-4, 64, 1e-2),
     (["--preset", "paper", "--batch-size", "32"], 1e-4, 32, 2e-3),   # the summed RA term keeps its balance
-    (["--preset", "quick"], 2e-4, 64, 3e-3),                         # the CPU-sized preset, as documented
+    (["--preset", "quick"], 4e-4, 64, 3e-3),                         # the CPU-sized preset, as documented
     (["--preset", "quick", "--ra-lambda", "1e-3", "--lr", "1e-4"], 1e-4, 64, 1e-3),  # explicit values win
 ])
 def test_preset_settings(args, lr, batch, ra_lambda):
@@ -173,6 +173,42 @@ def test_preset_settings(args, lr, batch, ra_lambda):
                            source=f"{dataset}: test")
     cfg = train.make_config(ns, data)
     assert (cfg.lr, cfg.batch_size) == (lr, batch) and cfg.ra_lambda == pytest.approx(ra_lambda)
+
+
+def _config(*args):
+    from types import SimpleNamespace
+
+    ns = train.build_parser().parse_args(["--strategy", "ra", *args])
+    data = SimpleNamespace(size=32, channels=1, all_classes=[str(i) for i in range(10)], classes=["0", "1"],
+                           source="mnist: test")
+    return train.make_config(ns, data)
+
+
+def test_paper_preset_is_the_original_game_and_quick_its_measured_departures():
+    paper = _config("--preset", "paper")
+    assert (paper.loss, paper.critic_iters, paper.beta1, paper.beta2, paper.gp_weight, paper.penalty_every,
+            paper.ema, paper.iters, paper.model["dim"]) == ("wgan-gp", 5, 0.0, 0.9, 10.0, 1, 0.0, 4000, 32)
+    quick = _config("--preset", "quick")
+    assert (quick.loss, quick.critic_iters, quick.beta1, quick.beta2, quick.gp_weight, quick.penalty_every,
+            quick.ema, quick.iters, quick.model["dim"]) == ("ns-r1", 1, 0.5, 0.99, 0.1, 4, 0.995, 1500, 16)
+    # every setting can be set back to the original's from the command line
+    back = _config("--preset", "quick", "--loss", "wgan-gp", "--critic-iters", "5", "--betas", "0,0.9",
+                   "--penalty-weight", "10", "--penalty-every", "1", "--ema", "0")
+    assert (back.loss, back.critic_iters, back.beta1, back.beta2, back.gp_weight, back.penalty_every,
+            back.ema) == ("wgan-gp", 5, 0.0, 0.9, 10.0, 1, 0.0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--betas", "0.5"], "--betas takes two numbers"),
+    (["--betas", "0.5,1.5"], "--betas must each be in [0, 1)"),
+    (["--ema", "1"], "--ema must be in [0, 1)"),
+    (["--critic-iters", "0"], "--critic-iters must be at least 1"),
+    (["--penalty-every", "0"], "--penalty-every must be at least 1"),
+    (["--penalty-weight", "-1"], "--penalty-weight must be 0 or more"),
+])
+def test_bad_training_settings_are_refused(args, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        _config(*args)
 
 
 def test_command_line_error_exit_code(tmp_path):
