@@ -199,11 +199,48 @@ def summary(out: Path, names) -> list[str]:
     return lines
 
 
+def results_table(out: Path, tasks: int) -> list[str]:
+    """Markdown: a row per strategy (EWC per lambda), the evaluators' accuracy after the last task as mean and
+    range over the seeds found, the lowest class under both, FID and training time."""
+    import re
+    import statistics
+
+    found = {}
+    for metrics in sorted(out.glob(f"*-t{tasks}-s*/metrics.json")):
+        name = metrics.parent.name
+        key, seed = re.fullmatch(rf"(.+)-t{tasks}-s(\d+)", name).groups()
+        m = json.loads(metrics.read_text())
+        wall = json.loads((out / "logs" / f"{name}.wall.json").read_text())
+        if not wall.get("complete"):
+            continue
+        last = m["tasks"][-1]
+        found.setdefault(key, []).append({
+            "seed": int(seed), "cnn": 100 * last["average"], "mlp": 100 * last["second"]["average"],
+            "low": 100 * min(last["both"]["per_class"].values()), "fid": m["fid"]["overall"],
+            "seconds": wall["seconds"], "threads": wall.get("threads")})
+
+    def cell(rows, key, digits=1):
+        values = [r[key] for r in rows]
+        mean = statistics.fmean(values)
+        return f"{mean:.{digits}f}" + (f" ({min(values):.{digits}f}-{max(values):.{digits}f})" if len(values) > 1
+                                       else "")
+
+    lines = [f"| {tasks} tasks | seeds | cnn32 | mlp32 | lowest class (both) | FID | train time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for key, rows in found.items():
+        lines.append(f"| {key} | {','.join(str(r['seed']) for r in rows)} | {cell(rows, 'cnn')} | {cell(rows, 'mlp')} | "
+                     f"{cell(rows, 'low')} | {cell(rows, 'fid')} | {cell(rows, 'seconds', 0)} |")
+    return lines
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_job"]:
         name, out, train_args, eval_args = json.loads(argv[1])
         return job(name, Path(out), train_args, eval_args)
+    if argv[:1] == ["table"]:   # python scripts/experiments.py table OUT TASKS
+        print("\n".join(results_table(Path(argv[1]), int(argv[2]))))
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("plan", choices=sorted(PLANS))
     p.add_argument("--out", default="experiments")
@@ -217,8 +254,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rows = PLANS[args.plan]()
     if args.only:
-        wanted = args.only.split(",")
-        rows = [r for r in rows if r[0] in wanted]
+        wanted, known = args.only.split(","), dict(rows)
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            p.error(f"no run named {', '.join(unknown)} in plan {args.plan}")
+        rows = [(n, known[n]) for n in wanted]   # in the order asked for
     rows = [(n, a + args.extra.split()) for n, a in rows]
     threads = args.threads or max(1, (os.cpu_count() or 2) // args.jobs)
     out = Path(args.out)
