@@ -57,10 +57,6 @@ def _umask() -> int:
     return mask
 
 
-def task_path(run_dir: str | Path, task: int) -> Path:
-    return Path(run_dir) / f"task_{task:02d}.safetensors"
-
-
 def save_generator(path: str | Path, G: torch.nn.Module, meta: dict) -> None:
     """Save a generator's weights and its metadata (values JSON-encoded unless already strings)."""
     from safetensors.torch import save_file
