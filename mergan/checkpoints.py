@@ -1,12 +1,14 @@
 """The only code that knows file formats.
 
-Two kinds of file, as in diffusers' training scripts:
+Three kinds of file (their places in a run folder: ``mergan.runs``):
 
 - the deliverable, one per task: ``task_XX.safetensors`` holding that task's generator and string metadata
   (``strategy``, ``task``, ``classes``, ``dataset``, ``data_source``, ``model``, ``iters``, ...), enough to
   rebuild it with ``load_generator`` alone;
 - the resumable training state, ``state.pt``: generator, critic, optimisers, random-number state and the
-  strategy's own tensors.
+  strategy's own tensors;
+- an evaluator (``mergan.classifier``): ``<dataset>-<hash>.safetensors``, its weights and JSON metadata
+  (format, architecture, class names in output order, data source, test accuracy).
 
 Every write goes to a temporary file in the same folder and is renamed over the target, so a crash never
 leaves a half-written file and never destroys the previous one.
