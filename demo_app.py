@@ -3,9 +3,9 @@
     python demo_app.py                         # the runs shipped in assets/runs
     python demo_app.py --runs runs --port 7861 # your own runs (or MERGAN_RUNS=runs)
 
-UI only: every generator is loaded once at start through the package's one loader
-(``mergan.load_generator``) and drawn with ``mergan.sample``. Runs (folders written by ``train.py``) that share a
-dataset and a class order form one *experiment*, so SFT and MeRGAN are always compared on the same classes.
+UI only: ``mergan.catalog`` loads every generator once at start through the package's one loader
+(``mergan.load_generator``), and each is drawn with ``mergan.sample``. Runs (folders written by ``train.py``) that
+share a dataset and a class order form one *experiment*, so SFT and MeRGAN are always compared on the same classes.
 The views are plain functions (``side_by_side``, ``timeline``, ``numbers``) that tests call directly;
 ``build_demo(runs_dir)`` wires them into a page. Nothing is fetched from the network.
 """
@@ -19,152 +19,25 @@ for _key, _value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
     os.environ.setdefault(_key, _value)
 
 import argparse
-import json
 import logging
 import math
 import random
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mergan import CheckpointError, load_generator, sample
-from mergan.config import DEFAULTS
+from mergan import sample
+from mergan.catalog import TRAIN_HINT, Experiment, Run, budget_note, discover, numbers
+from mergan.naming import TIMELINE_ORDER, ordered, short, title
 from mergan.sampling import grid
 
 log = logging.getLogger("mergan.demo")
 
 DEFAULT_RUNS = Path(__file__).resolve().parent / "assets" / "runs"  # the shipped runs, wherever the app starts
 
-NAMES = {"sft": "SFT (sequential fine-tuning)", "ra": "MeRGAN-RA (replay alignment)",
-         "jtr": "MeRGAN-JTR (joint training with replay)", "joint": "Joint training (all classes at once)",
-         "ewc": "EWC", "dgr": "DGR"}
-SHORT = {"sft": "SFT", "ra": "MeRGAN-RA", "jtr": "MeRGAN-JTR", "joint": "Joint", "ewc": "EWC", "dgr": "DGR"}
-TIMELINE_ORDER = ["sft", "ra", "jtr", "ewc", "dgr", "joint"]
-TABLE_ORDER = ["joint", "sft", "ewc", "dgr", "jtr", "ra"]   # the paper's Table 1: baselines, others, MeRGAN
 MAX_SAMPLES = 64            # one forward call per class (mergan.sampling.CHUNK)
 MAX_SEED = 2**31 - 1
-TASK_FILE = re.compile(r"task_(\d+)\.safetensors$")
-TRAIN_HINT = ("Train some runs first, e.g. `python train.py --strategy sft --preset quick --classes 0,1,2,3,4 "
-              "--out assets/runs/mnist-sft` (then `--strategy ra` and `--strategy jtr`), or point the demo at "
-              "your runs: `python demo_app.py --runs DIR` (or `MERGAN_RUNS=DIR`).")
-
-
-# ----------------------------------------------------------------------------------------------- discovery
-@dataclass
-class Run:
-    """One run folder: its settings and the generator of every task it has finished, loaded once."""
-    name: str
-    path: Path
-    strategy: str
-    dataset: str
-    classes: list[str]
-    generators: dict[int, torch.nn.Module] = field(default_factory=dict)
-
-
-@dataclass
-class Experiment:
-    """Runs on the same dataset and class order, one per strategy."""
-    dataset: str
-    classes: list[str]
-    runs: dict[str, Run] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"{self.dataset}: classes {', '.join(self.classes)}"
-
-    @property
-    def n_tasks(self) -> int:
-        return len(self.classes)
-
-
-@dataclass
-class Catalog:
-    experiments: list[Experiment]
-    messages: list[str]
-    runs_dir: Path
-
-    def get(self, name: str | None) -> Experiment | None:
-        for e in self.experiments:
-            if e.name == name:
-                return e
-        return self.experiments[0] if self.experiments and name is None else None
-
-
-def _rel(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _load_run(folder: Path, messages: list[str]) -> Run | None:
-    try:
-        cfg = json.loads((folder / "config.json").read_text())
-        run = Run(folder.name, folder, str(cfg["strategy"]), str(cfg["dataset"]), [str(c) for c in cfg["classes"]])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        messages.append(f"skipped `{_rel(folder)}`: its config.json is unreadable ({type(e).__name__}: {e})")
-        return None
-    files = sorted((int(m.group(1)), p) for p in folder.glob("task_*.safetensors")
-                   if (m := TASK_FILE.search(p.name)))
-    if not files:
-        messages.append(f"skipped `{_rel(folder)}`: no task_XX.safetensors yet (still training?)")
-        return None
-    for t, path in files:
-        try:
-            G, meta = load_generator(path)
-        except CheckpointError as e:
-            messages.append(f"skipped `{_rel(path)}`: {e}")
-            continue
-        expected = run.classes if run.strategy == "joint" else run.classes[: t + 1]
-        got = [str(c) for c in meta.get("classes", [])]
-        if meta.get("dataset") != run.dataset or got != expected or meta.get("task") != t:
-            messages.append(f"skipped `{_rel(path)}`: it holds dataset {meta.get('dataset')}, task "
-                            f"{meta.get('task')}, classes {','.join(got)}, but its run's config.json says dataset "
-                            f"{run.dataset}, task {t}, classes {','.join(expected)}; it belongs to another run")
-            continue
-        run.generators[t] = G
-    if not run.generators:
-        messages.append(f"skipped `{_rel(folder)}`: none of its checkpoints could be loaded")
-        return None
-    return run
-
-
-def discover(runs_dir: str | Path) -> Catalog:
-    """Load every run under ``runs_dir`` (the folder itself or its sub-folders) and group them into experiments.
-
-    Problems never raise: each becomes a line in ``Catalog.messages`` and the rest still loads.
-    """
-    runs_dir = Path(runs_dir)
-    messages: list[str] = []
-    if not runs_dir.is_dir():
-        return Catalog([], [f"no runs folder `{_rel(runs_dir)}`. {TRAIN_HINT}"], runs_dir)
-    folders = [runs_dir] if (runs_dir / "config.json").is_file() else []
-    folders += sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    experiments: dict[tuple, Experiment] = {}
-    for folder in folders:
-        if not (folder / "config.json").is_file():
-            if any(folder.glob("task_*.safetensors")):
-                messages.append(f"skipped `{_rel(folder)}`: task files but no config.json (not a train.py run)")
-            continue
-        run = _load_run(folder, messages)
-        if run is None:
-            continue
-        exp = experiments.setdefault((run.dataset, tuple(run.classes)), Experiment(run.dataset, run.classes))
-        if run.strategy in exp.runs:
-            kept = exp.runs[run.strategy]
-            messages.append(f"`{_rel(folder)}` is a second {run.strategy} run of {exp.name}; showing "
-                            f"`{_rel(kept.path)}`")
-            continue
-        exp.runs[run.strategy] = run
-    # The richest experiment (the SFT-vs-MeRGAN comparison) first.
-    ordered = sorted(experiments.values(), key=lambda e: (-("sft" in e.runs), -len(e.runs), e.name))
-    if not ordered:
-        messages.append(f"no usable runs in `{_rel(runs_dir)}`. {TRAIN_HINT}")
-    return Catalog(ordered, messages, runs_dir)
 
 
 # ------------------------------------------------------------------------------------------------ pictures
@@ -191,8 +64,7 @@ def class_choices(exp: Experiment, task: int) -> list[tuple[str, str]]:
 
 def variant_choices(exp: Experiment) -> list[tuple[str, str]]:
     """What SFT is compared with: every other continual strategy (joint has no per-task generators)."""
-    return [(NAMES.get(s, s), s) for s in TIMELINE_ORDER if s in exp.runs and s not in ("sft", "joint")] + \
-           [(NAMES.get(s, s), s) for s in sorted(exp.runs) if s not in TIMELINE_ORDER]
+    return [(title(s), s) for s in ordered(exp.runs, TIMELINE_ORDER) if s not in ("sft", "joint")]
 
 
 def _check(exp: Experiment | None, task, class_name, n, seed, max_n: int = MAX_SAMPLES):
@@ -247,13 +119,13 @@ def side_by_side(exp: Experiment | None, task, class_name, variant="ra", n=16, s
         images, why = _draw(exp.runs.get(strategy), task, label, n, seed)
         out.append(None if images is None else to_pil(images, nrow))
         if why:
-            notes.append(f"⚠️ {SHORT.get(strategy, strategy)}: {why}.")
+            notes.append(f"⚠️ {short(strategy)}: {why}.")
     info = (f"Seed **{seed}**: {n} sample(s) of class **{class_name}** {_task_label(exp, task)}, the same noise for "
-            f"{SHORT['sft']} (left) and {SHORT.get(variant, variant)} (right).")
+            f"{short('sft')} (left) and {short(variant)} (right).")
     if task > label and not notes:
         keeps = "replays it with its previous generator" if variant in ("ra", "jtr") else "tries to keep it"
         info += (f" Class {class_name} was learned {task - label} task(s) ago: SFT has since been trained only on "
-                 f"newer classes, {SHORT.get(variant, variant)} {keeps}.")
+                 f"newer classes, {short(variant)} {keeps}.")
     return out[0], out[1], " ".join([info] + notes)
 
 
@@ -270,7 +142,7 @@ def timeline(exp: Experiment | None, class_name, n=4, seed=0):
     if error:
         return None, f"⚠️ {error}"
     _, label, n, seed = checked
-    rows = [s for s in TIMELINE_ORDER if s in exp.runs] + [s for s in sorted(exp.runs) if s not in TIMELINE_ORDER]
+    rows = ordered(exp.runs, TIMELINE_ORDER)
     nrow = math.ceil(math.sqrt(n))
     cells = {}
     for s in rows:
@@ -291,7 +163,7 @@ def timeline(exp: Experiment | None, class_name, n=4, seed=0):
         draw.text((x, 24), f"learned {exp.classes[t]}", fill=(90, 90, 90), font=small)
     for r, s in enumerate(rows):
         y = top + pad + r * (cell_h + pad)
-        draw.text((6, y + cell_h // 2 - 8), SHORT.get(s, s), fill="black", font=font)
+        draw.text((6, y + cell_h // 2 - 8), short(s), fill="black", font=font)
         for t in range(exp.n_tasks):
             x = left + pad + t * (cell_w + pad)
             if (s, t) in cells:
@@ -302,116 +174,11 @@ def timeline(exp: Experiment | None, class_name, n=4, seed=0):
                    "trained only\nafter the\nlast task" if s == "joint" else "no\ncheckpoint")
             draw.multiline_text((x + 8, y + 8), why, fill=(110, 110, 110), font=small)
     info = (f"Class **{class_name}** (learned in task {label}), seed **{seed}**, {n} sample(s) per cell. Rows: "
-            f"{', '.join(SHORT.get(s, s) for s in rows)}; columns: the generator after each task.")
+            f"{', '.join(short(s) for s in rows)}; columns: the generator after each task.")
     return canvas, info
 
 
-# ------------------------------------------------------------------------------------------------- numbers
-def _read_metrics(run: Run) -> dict | None:
-    try:
-        m = json.loads((run.path / "metrics.json").read_text())
-        return m if isinstance(m, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _as_percent(values: list[float]):
-    """Accuracies as percentages (Table 1's unit); files holding fractions in [0, 1] are scaled."""
-    return 100.0 if values and max(values) <= 1.0 else 1.0
-
-
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _headline(value, keys) -> float | None:
-    """A number, or the first of ``keys`` in a dict that is one."""
-    if isinstance(value, dict):
-        return next((v for k in keys if (v := _num(value.get(k))) is not None), None)
-    return _num(value)
-
-
-def numbers(exp: Experiment | None):
-    """Table 1-style accuracies of every run in the experiment that has a metrics.json.
-
-    Returns ``(markdown, plots)``: the table (or a note on how to make it) and ``[(path, caption)]`` of the
-    runs' accuracy.png plots.
-    """
-    if exp is None:
-        return f"No runs loaded. {TRAIN_HINT}", []
-    strategies = [s for s in TABLE_ORDER if s in exp.runs] + [s for s in sorted(exp.runs) if s not in TABLE_ORDER]
-    metrics = {s: m for s in strategies if (m := _read_metrics(exp.runs[s])) is not None}
-    plots = []   # as images, not paths: gradio serves files only from the working and temporary folders
-    for s in strategies:
-        path = exp.runs[s].path / "accuracy.png"
-        if path.is_file():
-            try:
-                with Image.open(path) as im:
-                    plots.append((im.convert("RGB"), f"{SHORT.get(s, s)}: accuracy over tasks"))
-            except OSError as e:
-                log.warning("cannot read %s: %s", path, e)
-    missing = [s for s in strategies if s not in metrics]
-    note = ""
-    if missing:
-        cmds = "; ".join(f"`python train.py --test --out {_rel(exp.runs[s].path)}`" for s in missing)
-        note = f"No metrics.json yet for {', '.join(SHORT.get(s, s) for s in missing)}. Produce it with {cmds}."
-    if not metrics:
-        return note, plots
-    cols = list(metrics)
-    per_task: dict[str, dict[int, dict]] = {}
-    for s, m in metrics.items():
-        entries = [e for e in m.get("tasks", []) if isinstance(e, dict) and isinstance(e.get("task"), int)]
-        per_task[s] = {e["task"]: e for e in entries}
-    scale = {s: _as_percent([v for e in per_task[s].values() if (v := _num(e.get("average"))) is not None])
-             for s in cols}
-    head = "| after task (learned) | " + " | ".join(SHORT.get(s, s) for s in cols) + " |"
-    lines = ["**Average classification accuracy (%)** of generated samples over the classes seen so far "
-             "(Table 1's metric)", "", head, "|" + " --- |" * (len(cols) + 1)]
-    for t in range(exp.n_tasks):
-        vals = []
-        for s in cols:
-            v = _num(per_task[s].get(t, {}).get("average"))
-            vals.append("–" if v is None else f"{v * scale[s]:.2f}")
-        if any(v != "–" for v in vals):
-            lines.append(f"| {t} ({exp.classes[t]}) | " + " | ".join(vals) + " |")
-    # One number per run; the evaluation may store a summary dict (reverse accuracy's "average", FID's "overall").
-    for key, title, inner in (("reverse_accuracy", "reverse accuracy (%)", ("average", "accuracy")),
-                              ("fid", "FID (final generator)", ("overall",))):
-        vals = [_headline(metrics[s].get(key), inner) for s in cols]
-        if any(v is not None for v in vals):
-            cells = ["–" if v is None else f"{v * (1.0 if key == 'fid' else _as_percent([v])):.2f}" for v in vals]
-            lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    # Per-class accuracy after the last evaluated task shows *where* the average goes (SFT: old classes).
-    last = {s: per_task[s][max(per_task[s])] for s in cols if per_task[s]}
-    pc = {s: e.get("per_class") for s, e in last.items() if isinstance(e.get("per_class"), dict)}
-    if pc:
-        lines += ["", "**Per-class accuracy (%) after the last evaluated task**", "",
-                  "| class | " + " | ".join(SHORT.get(s, s) for s in pc) + " |", "|" + " --- |" * (len(pc) + 1)]
-        for c in exp.classes:
-            vals = [_num(pc[s].get(c)) for s in pc]
-            if any(v is not None for v in vals):
-                lines.append(f"| {c} | " + " | ".join("–" if v is None else f"{v * scale[s]:.2f}"
-                                                       for v, s in zip(vals, pc)) + " |")
-    if note:
-        lines += ["", note]
-    return "\n".join(lines), plots
-
-
 # ---------------------------------------------------------------------------------------------------- page
-def budget_note(exp: Experiment) -> str:
-    """How these generators were trained, beside the paper's budget, so a CPU-sized run is read as one."""
-    try:
-        cfg = json.loads((next(iter(exp.runs.values())).path / "config.json").read_text())
-        iters, dim, batch = cfg["iters"], cfg["model"]["dim"], cfg.get("batch_size", DEFAULTS["batch_size"])
-    except (OSError, ValueError, KeyError, StopIteration):
-        return ""
-    note = f"These generators: {iters} generator updates per task, network width {dim}, batch {batch}"
-    if exp.dataset == "mnist" and (iters < 4000 or dim < 32 or batch < 64):
-        note += (" (the paper: 4,000, 32 and 64), a CPU-sized budget: the digits are rougher than the paper's. "
-                 "Their measured accuracy is in the Numbers tab.")
-    return f"*{note}*"
-
-
 def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
     """The Gradio page over the runs in ``runs_dir``; generators are loaded here, once."""
     import gradio as gr
@@ -459,9 +226,9 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
                     rand_cb = gr.Checkbox(False, label="Randomize seed", elem_id="randomize")
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Row():
-                    sft_img = gr.Image(sft0, label=f"{NAMES['sft']}", type="pil", format="png",
+                    sft_img = gr.Image(sft0, label=f"{title('sft')}", type="pil", format="png",
                                        interactive=False, elem_id="sft-image")
-                    mer_img = gr.Image(mer0, label=NAMES.get(variant0, variant0), type="pil", format="png",
+                    mer_img = gr.Image(mer0, label=title(variant0), type="pil", format="png",
                                        interactive=False, elem_id="mergan-image")
                 info_md = gr.Markdown(info0, elem_id="info")
             with gr.Tab("Timeline", id="timeline", elem_id="tab-timeline"):
@@ -521,13 +288,13 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
             return (gr.update(choices=task_choices(e), value=t),
                     gr.update(choices=class_choices(e, t), value=e.classes[0]),
                     gr.update(choices=vs, value=v), gr.update(choices=e.classes, value=e.classes[0]),
-                    gr.update(label=NAMES.get(v, v)))
+                    gr.update(label=title(v)))
 
         side_inputs = [exp_dd, task_dd, class_dd, variant_dd, n_sl, seed_nb, rand_cb]
         side_outputs = [sft_img, mer_img, info_md, seed_nb]
         go.click(on_generate, side_inputs, side_outputs, api_name="side_by_side")
         task_dd.input(on_task, [exp_dd, task_dd, class_dd], class_dd, api_visibility="private")
-        variant_dd.input(lambda v: gr.update(label=NAMES.get(v, v)), variant_dd, mer_img,
+        variant_dd.input(lambda v: gr.update(label=title(v)), variant_dd, mer_img,
                          api_visibility="private").then(on_generate, side_inputs, side_outputs,
                                                         api_visibility="private")
         tl_go.click(on_timeline, [exp_dd, tl_class, tl_n, tl_seed], [tl_img, tl_md], api_name="timeline")

@@ -43,33 +43,30 @@ def sync(device):
 
 def make_trainer(strategy: str, dim: int | None, task: int, cpu: bool, mixed_precision: str,
                  batch_size: int | None = None, preset: str = "paper", overrides: dict | None = None):
+    """A trainer at the start of task ``task`` of MNIST, its previous generator a copy of its own."""
     from accelerate import Accelerator
 
     from .data import BatchStream, load_task_data
-    from .models import model_config
-    from .strategies import STRATEGIES
-    from .config import TRAINING, preset_values
-    from .trainer import RunConfig, Trainer
+    from .config import resolve
+    from .strategies import build_strategy
+    from .trainer import Trainer
 
-    pv = preset_values(preset, "mnist")
-    settings = {k: pv[k] for k in TRAINING}
-    if batch_size is not None:
-        settings["batch_size"] = batch_size
-    settings.update(overrides or {})
     data = load_task_data("mnist", "data", ",".join(str(i) for i in range(task + 1)), mnist_source="mnist5k")
-    cfg = RunConfig(dataset="mnist", strategy=strategy, classes=data.classes, iters=1,
-                    model=model_config("dcgan32", channels=1, dim=dim if dim is not None else pv["dim"]),
-                    data_source=data.source, **settings)
+    cfg = resolve(data, dataset="mnist", strategy=strategy, preset=preset, iters=1, dim=dim, batch_size=batch_size)
+    for key, value in (overrides or {}).items():
+        setattr(cfg, key, value)
     acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
-    tr = Trainer(cfg, data, "unused", acc, STRATEGIES[strategy]("mnist"))
-    tr._prepare_models()
-    tr._new_optimizers()
-    tr.old_G = copy.deepcopy(tr.strategy.deliverable(tr, task - 1)[0]).requires_grad_(False)
-    tr.n_seen = task + 1
-    t = task if not tr.strategy.joint else 0
-    if strategy == "ewc":
-        tr.strategy.end_task(tr, task - 1)
-    dataset = data.labeled(data.classes) if tr.strategy.joint else data.train[data.classes[task]]
+    tr = Trainer(cfg, data, "unused", acc, build_strategy(cfg))
+    tr.prepare_models()
+    tr.new_optimizers()
+    tr.load_previous = lambda t: copy.deepcopy(tr.strategy.deliverable(tr.context(t))[0]).requires_grad_(False)
+    tasks, _ = tr.strategy.plan(task + 1, 1)
+    t = tasks[-1]
+    if task > 0:
+        tr.strategy.end_task(tr.context(task - 1))   # EWC: a Fisher to pull towards
+    tr.ctx = tr.context(t)
+    tr.strategy.begin_task(tr.ctx)
+    dataset, _ = tr.strategy.task_data(data, data.classes, t)
     return tr, t, BatchStream(dataset, cfg.batch_size, 0)
 
 

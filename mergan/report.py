@@ -16,10 +16,10 @@ from pathlib import Path
 
 from .checkpoints import atomic_write_text
 from .config import DEFAULTS, PAPER_ITERS
+from .naming import PAPER_COLUMNS, percent
+from .runs import RunFolder
 
-# Column order and names of the paper's Table 1; config names on the left.
-COLUMNS = [("joint", "JT"), ("sft", "SFT"), ("ewc", "EWC"), ("dgr", "DGR"), ("jtr", "MeRGAN-JTR"),
-           ("ra", "MeRGAN-RA")]
+COLUMNS = PAPER_COLUMNS   # column order and names of the paper's Table 1; config names on the left
 
 # Table 1, p. 6: average accuracy (%) after 5 and 10 tasks (reference doc section 5.1).
 PAPER_ACCURACY = {
@@ -43,7 +43,7 @@ class ReportError(Exception):
 def load_metrics(path: str | Path) -> dict:
     """A run folder's metrics.json (or the file itself)."""
     path = Path(path)
-    file = path if path.is_file() else path / "metrics.json"
+    file = path if path.is_file() else RunFolder(path).metrics_path
     if not file.is_file():
         raise ReportError(f"{path} has no metrics.json; evaluate it first: python train.py --test --out {path}")
     try:
@@ -56,7 +56,7 @@ def load_metrics(path: str | Path) -> dict:
 
 
 def _pct(x) -> str:
-    return "—" if x is None else f"{100 * x:.2f}"
+    return "—" if x is None else f"{percent(x):.2f}"
 
 
 def _fid(entry: dict) -> str | None:

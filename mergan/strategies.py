@@ -1,12 +1,16 @@
-"""Continual-learning strategies: small plug-ins to the one WGAN-GP + AC-GAN loop of ``mergan.trainer``.
+"""Continual-learning strategies: small plug-ins to the one GAN + AC-GAN loop of ``mergan.trainer``.
 
 The loop owns the game on the current task. A strategy may only
-- choose the labels the generator is asked for (``fake_labels``),
+- choose the labels the generator is asked for (``fake_labels``) and what the critic sees as real
+  (``real_batch``),
 - add terms to the critic's loss (``critic_terms``) and to the generator's (``generator_terms``),
-- act at task boundaries (``begin_task``, ``end_task``) and carry tensors in the resumable state.
+- act at task boundaries (``begin_task``, ``end_task``) and carry tensors in the resumable state,
+- plan the tasks (``plan``, ``task_data``) and choose what is saved per task (``deliverable``).
 
-Read side by side they are the columns of the paper's Table 1. ``t`` is the index of the current task, which
-is also the number of classes already learned; old class i is conditioning label i.
+Every hook gets a ``Context``: what the loop lends a strategy for one task, and nothing else (a strategy never
+sees the trainer). Read side by side the strategies are the columns of the paper's Table 1. ``ctx.task`` is the
+index of the current task, which is also the number of classes already learned; old class i is conditioning
+label i.
 
 Replays are regenerated at every step from fresh noise; nothing is stored. On digits (the 32x32 model) one
 batch of 64 replays is shared by the old classes (64 // t each); on LSUN (64x64) each old class gets a full
@@ -15,61 +19,101 @@ batch (``mergan.py:276, 307``). Each class is normalised with its own batch stat
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from .config import DEFAULTS
+from .data import to_float
 from .losses import aux_classifier_loss, critic_loss, generator_loss, replay_alignment
 
-# lambda_RA per dataset: paper section 4 and train.sh (the argparse default 1e-4 is not what the paper used).
-RA_LAMBDA = {"mnist": 1e-3, "svhn": 1e-2, "lsun": 1e-3, "folder": 1e-3}
-PAPER_BATCH = DEFAULTS["batch_size"]
-log = logging.getLogger("mergan")  # the batch the paper's lambdas are for
+log = logging.getLogger("mergan")
 
 
-def default_ra_lambda(dataset: str, batch_size: int = PAPER_BATCH) -> float:
-    """The paper's lambda_RA, for the paper's batch of 64, rescaled to keep the same balance at another batch.
+@dataclass
+class Context:
+    """What the loop lends a strategy during one task.
 
-    The RA term is a *sum* over the replay batch (about one batch of replays) while the GAN losses are means,
-    so its weight against them grows with the batch: at batch b the same balance needs lambda * 64 / b.
+    Two views of each network. The *raw* modules (``G_raw``, ``D_raw``) own the parameters: read or copy them,
+    and run the critic through ``D_raw`` in the generator's step, where it is frozen. The *prepared* ones
+    (``G``, ``D``; wrapped for several processes by the Accelerator) are the ones whose forward passes train:
+    a generator output that must send gradients to the generator goes through ``G``, a critic output whose
+    gradients train the critic goes through ``D``. ``G_out`` is the generator that is delivered and replayed
+    (the weight average if there is one, else ``G_raw``).
     """
-    return RA_LAMBDA[dataset] * PAPER_BATCH / batch_size
+
+    task: int                                   # t: the index of the current task, the classes already learned
+    G_raw: torch.nn.Module
+    G: torch.nn.Module
+    G_out: torch.nn.Module
+    D_raw: torch.nn.Module
+    D: torch.nn.Module
+    noise: Callable[[int], torch.Tensor]        # n noise vectors from the run's generator of random numbers
+    labels: Callable[[int, int], torch.Tensor]  # labels(n, label): n copies of a conditioning label
+    autocast: Callable                          # the mixed-precision context of forward passes
+    rng: torch.Generator                        # the run's generator of random numbers (its state is saved)
+    device: torch.device
+    batch_size: int
+    reduce_replay: bool                         # digits: the old classes share one replay batch
+    loss: str                                   # the game: "wgan-gp" or "ns-r1" (``mergan.losses``)
+    model: dict                                 # the generator's constructor arguments
+    load_generator: Callable[[int], torch.nn.Module]  # the generator saved after task i, frozen
+    reduce_mean: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # the mean over processes
+
+    @property
+    def n_seen(self) -> int:
+        """Classes seen so far, the current one included."""
+        return self.task + 1
 
 
 class Strategy:
     """Sequential fine-tuning (SFT): the base game on the current class only; forgets the old ones."""
 
     name = "sft"
-    joint = False                 # all classes in one task
-    uses_old_generator = False    # keeps a frozen copy of the previous task's generator
+    one_task = False              # every class in one task (the run cannot be extended)
 
-    def __init__(self, dataset: str = "mnist", ra_lambda: float | None = None, ewc_lambda: float = 1e9):
-        self.dataset = dataset
+    @classmethod
+    def from_config(cls, cfg) -> "Strategy":
+        """The strategy of a ``RunConfig``, built with only its own settings."""
+        return cls()
 
-    conditional = True            # the generator is asked for a class (and its fakes must be classified as it)
+    # ---------------------------------------------------------------------------------------- the plan
+    def plan(self, n_classes: int, iters: int) -> tuple[list[int], int]:
+        """The tasks to train, and generator updates per task."""
+        return list(range(n_classes)), iters
 
-    def fake_labels(self, tr, t: int, n: int) -> torch.Tensor:
-        return torch.full((n,), t, dtype=torch.long, device=tr.device)
+    def task_data(self, data, classes: list[str], t: int):
+        """The real images of task ``t`` and its name in the logs."""
+        return data.train[classes[t]], classes[t]
 
-    def real_batch(self, tr, t: int, real: torch.Tensor, real_y: torch.Tensor):
-        """What the critic sees as real data (with labels for its auxiliary classifier)."""
-        return real, real_y
+    # ---------------------------------------------------------------------------------------- the steps
+    def real_batch(self, ctx: Context, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the critic sees as real data (on the device, floats), with labels for its classifier."""
+        return to_float(batch.to(ctx.device)), ctx.labels(ctx.batch_size, ctx.task)
 
-    def deliverable(self, tr, t: int):
+    def fake_labels(self, ctx: Context, n: int) -> torch.Tensor:
+        return ctx.labels(n, ctx.task)
+
+    def fake_class_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """The generator's auxiliary-classifier term: its fakes must be classified as the class asked for."""
+        return aux_classifier_loss(logits, y)
+
+    def critic_terms(self, ctx: Context) -> torch.Tensor | None:
+        return None
+
+    def generator_terms(self, ctx: Context) -> torch.Tensor | None:
+        return None
+
+    # ---------------------------------------------------------------------------------------- boundaries
+    def begin_task(self, ctx: Context) -> None:
+        pass
+
+    def end_task(self, ctx: Context) -> None:
+        pass
+
+    def deliverable(self, ctx: Context):
         """The module saved as the task's generator, and its constructor arguments."""
-        return tr.G_out, tr.cfg.model
-
-    def critic_terms(self, tr, t: int):
-        return None
-
-    def generator_terms(self, tr, t: int):
-        return None
-
-    def begin_task(self, tr, t: int) -> None:
-        pass
-
-    def end_task(self, tr, t: int) -> None:
-        pass
+        return ctx.G_out, ctx.model
 
     def state_dict(self) -> dict:
         return {}
@@ -81,19 +125,30 @@ class Strategy:
         """Move the strategy's tensors (after loading a state) to the training device."""
 
 
-def replay_batch(tr, t: int):
+class Replaying(Strategy):
+    """A strategy that replays the previous task's generator (``old_G``, frozen, loaded at each task start)."""
+
+    old_G: torch.nn.Module | None = None
+
+    def begin_task(self, ctx):
+        if ctx.task > 0:
+            self.old_G = ctx.load_generator(ctx.task - 1)
+
+
+def replay_batch(ctx: Context):
     """Fresh noise and labels for the old classes 0..t-1, class by class in equal consecutive chunks: (z, y).
 
     Digits share one batch (``batch_size // t`` per class, ``mergan.py:276``); LSUN gives each old class a full
     batch (``mergan.py:307``). Generate it with ``groups=t``: each class keeps its own batch statistics, as the
     original's one forward call per class, in one call.
     """
-    n = max(2, tr.batch_size // t) if tr.reduce_replay else tr.batch_size
-    y = torch.arange(t, device=tr.device).repeat_interleave(n)
-    return tr.noise(n * t), y
+    t = ctx.task
+    n = max(2, ctx.batch_size // t) if ctx.reduce_replay else ctx.batch_size
+    y = torch.arange(t, device=ctx.device).repeat_interleave(n)
+    return ctx.noise(n * t), y
 
 
-class JTR(Strategy):
+class JTR(Replaying):
     """MeRGAN Joint Training with Replay (``mergan.py:285-323``).
 
     The previous generator's replays of each old class play "real" for the critic (no gradient penalty on
@@ -104,30 +159,31 @@ class JTR(Strategy):
     """
 
     name = "jtr"
-    uses_old_generator = True
 
-    def critic_terms(self, tr, t):
+    def critic_terms(self, ctx):
+        t = ctx.task
         if t == 0:
             return None
-        z, y = replay_batch(tr, t)
-        with torch.no_grad(), tr.autocast():
-            old, new = tr.old_G(z, y, groups=t), tr.G_raw(z, y, groups=t)
-        d, logits = tr.D(torch.cat([new, old]))
+        z, y = replay_batch(ctx)
+        with torch.no_grad(), ctx.autocast():
+            old, new = self.old_G(z, y, groups=t), ctx.G_raw(z, y, groups=t)
+        d, logits = ctx.D(torch.cat([new, old]))
         d_new, d_old = d.float().chunk(2)
         # The original's per-class means summed over the t classes: t times the mean, the chunks being equal.
-        total = t * (critic_loss(tr.cfg.loss, d_old, d_new) + aux_classifier_loss(logits[len(y):], y))
-        return total if tr.reduce_replay else total / t
+        total = t * (critic_loss(ctx.loss, d_old, d_new) + aux_classifier_loss(logits[len(y):], y))
+        return total if ctx.reduce_replay else total / t
 
-    def generator_terms(self, tr, t):
+    def generator_terms(self, ctx):
+        t = ctx.task
         if t == 0:
             return None
-        z, y = replay_batch(tr, t)
-        d_new, logits_new = tr.D_raw(tr.G(z, y, groups=t))
-        total = t * (aux_classifier_loss(logits_new, y) + generator_loss(tr.cfg.loss, d_new))
-        return total if tr.reduce_replay else total / t
+        z, y = replay_batch(ctx)
+        d_new, logits_new = ctx.D_raw(ctx.G(z, y, groups=t))
+        total = t * (aux_classifier_loss(logits_new, y) + generator_loss(ctx.loss, d_new))
+        return total if ctx.reduce_replay else total / t
 
 
-class RA(Strategy):
+class RA(Replaying):
     """MeRGAN Replay Alignment (``mergan.py:268-283``, paper eq. 13).
 
     The new generator must draw, for the same noise and old label, the same pixels as the frozen previous
@@ -135,20 +191,23 @@ class RA(Strategy):
     """
 
     name = "ra"
-    uses_old_generator = True
 
-    def __init__(self, dataset="mnist", ra_lambda=None, ewc_lambda=1e9):
-        super().__init__(dataset)
-        self.lam = RA_LAMBDA[dataset] if ra_lambda is None else ra_lambda
+    def __init__(self, lam: float):
+        self.lam = lam
 
-    def generator_terms(self, tr, t):
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(lam=cfg.ra_lambda)
+
+    def generator_terms(self, ctx):
+        t = ctx.task
         if t == 0:
             return None
-        z, y = replay_batch(tr, t)
-        with torch.no_grad(), tr.autocast():
-            old = tr.old_G(z, y, groups=t)
-        total = replay_alignment(tr.G(z, y, groups=t), old)
-        return self.lam * total / (t if tr.reduce_replay else 1)
+        z, y = replay_batch(ctx)
+        with torch.no_grad(), ctx.autocast():
+            old = self.old_G(z, y, groups=t)
+        total = replay_alignment(ctx.G(z, y, groups=t), old)
+        return self.lam * total / (t if ctx.reduce_replay else 1)
 
 
 class Joint(Strategy):
@@ -156,10 +215,21 @@ class Joint(Strategy):
     the upper bound. Its one task has the summed budget of the sequential tasks."""
 
     name = "joint"
-    joint = True
+    one_task = True
 
-    def fake_labels(self, tr, t, n):
-        return torch.randint(0, tr.n_seen, (n,), generator=tr.rng).to(tr.device)
+    def plan(self, n_classes, iters):
+        return [n_classes - 1], iters * n_classes
+
+    def task_data(self, data, classes, t):
+        return data.labeled(classes), "all classes"
+
+    def real_batch(self, ctx, batch):
+        real, real_y = batch
+        real_y = real_y.to(ctx.device)
+        return to_float(real.to(ctx.device)), real_y
+
+    def fake_labels(self, ctx, n):
+        return torch.randint(0, ctx.n_seen, (n,), generator=ctx.rng).to(ctx.device)
 
 
 class EWC(Strategy):
@@ -174,11 +244,14 @@ class EWC(Strategy):
     name = "ewc"
     fisher_batches = 8
 
-    def __init__(self, dataset="mnist", ra_lambda=None, ewc_lambda=1e9):
-        super().__init__(dataset)
-        self.lam = ewc_lambda
+    def __init__(self, lam: float):
+        self.lam = lam
         self.fisher: dict[str, torch.Tensor] = {}
         self.anchor: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(lam=cfg.ewc_lambda)
 
     def penalty(self, G) -> torch.Tensor:
         total = 0.0
@@ -187,35 +260,34 @@ class EWC(Strategy):
                 total = total + (self.fisher[name] * (p.float() - self.anchor[name]).pow(2)).sum()
         return 0.5 * self.lam * total
 
-    def generator_terms(self, tr, t):
+    def generator_terms(self, ctx):
         if not self.fisher:
             return None
-        return self.penalty(tr.G_raw)
+        return self.penalty(ctx.G_raw)
 
-    def end_task(self, tr, t):
-        G, D = tr.G_raw, tr.D_raw
+    def end_task(self, ctx):
+        G, D = ctx.G_raw, ctx.D_raw
         params = dict(G.named_parameters())
         fisher = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in params.items()}
         D.requires_grad_(False)
         count = 0
-        for label in range(t + 1):
+        for label in range(ctx.task + 1):
             for _ in range(self.fisher_batches):
-                z, y = tr.noise(tr.batch_size), tr.labels(tr.batch_size, label)
-                with tr.autocast():
+                z, y = ctx.noise(ctx.batch_size), ctx.labels(ctx.batch_size, label)
+                with ctx.autocast():
                     d, logits = D(G(z, y))
-                    loss = generator_loss(tr.cfg.loss, d) + aux_classifier_loss(logits, y)
+                    loss = generator_loss(ctx.loss, d) + aux_classifier_loss(logits, y)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
                 for (k, _), g in zip(params.items(), grads):
                     if g is not None:
                         fisher[k] += g.float().pow(2)
                 count += 1
         D.requires_grad_(True)
-        reduce = getattr(tr, "reduce_mean", lambda x: x)  # the same Fisher on every process
-        self.fisher = {k: reduce(v / count) for k, v in fisher.items()}
+        self.fisher = {k: ctx.reduce_mean(v / count) for k, v in fisher.items()}  # the same on every process
         self.anchor = {k: p.detach().float().clone() for k, p in params.items()}
         # The Fisher's scale decides what lambda means: lambda * F is the stiffness of each weight.
         for k, f in self.fisher.items():
-            log.info("EWC after task %d: Fisher of %s: mean %.3g, max %.3g (lambda x mean %.3g)", t, k,
+            log.info("EWC after task %d: Fisher of %s: mean %.3g, max %.3g (lambda x mean %.3g)", ctx.task, k,
                      float(f.mean()), float(f.max()), self.lam * float(f.mean()))
 
     def state_dict(self):
@@ -230,7 +302,7 @@ class EWC(Strategy):
         self.anchor = {k: v.to(device) for k, v in self.anchor.items()}
 
 
-class DGR(Strategy):
+class DGR(Replaying):
     """Deep Generative Replay (Shin et al. 2017) as the paper implemented it: an unconditional GAN followed by
     a classifier that labels its images.
 
@@ -243,31 +315,39 @@ class DGR(Strategy):
     """
 
     name = "dgr"
-    uses_old_generator = True
-    conditional = False
 
-    def fake_labels(self, tr, t, n):
-        return torch.zeros(n, dtype=torch.long, device=tr.device)
+    def fake_labels(self, ctx, n):
+        return torch.zeros(n, dtype=torch.long, device=ctx.device)
 
-    def real_batch(self, tr, t, real, real_y):
+    def fake_class_loss(self, logits, y):
+        return None  # unconditional: its fakes are not asked to be any class
+
+    def real_batch(self, ctx, batch):
+        real, real_y = super().real_batch(ctx, batch)
+        t = ctx.task
         if t == 0:
             return real, real_y
         n_old = round(len(real) * t / (t + 1))
-        z = tr.noise(n_old)
-        with torch.no_grad(), tr.autocast():
-            replay = tr.old_G.generator(z, torch.zeros(n_old, dtype=torch.long, device=tr.device))
-            labels = tr.old_G.classify(replay)
+        z = ctx.noise(n_old)
+        with torch.no_grad(), ctx.autocast():
+            replay = self.old_G.generator(z, torch.zeros(n_old, dtype=torch.long, device=ctx.device))
+            labels = self.old_G.classify(replay)
         return torch.cat([replay.float(), real[n_old:]]), torch.cat([labels, real_y[n_old:]])
 
-    def deliverable(self, tr, t):
+    def deliverable(self, ctx):
         from .models import ReplayGenerator
 
-        cfg = {**tr.cfg.model, "replay": "dgr", "seen": t + 1}
+        cfg = {**ctx.model, "replay": "dgr", "seen": ctx.task + 1}
         module = ReplayGenerator(**{k: cfg[k] for k in ("z_dim", "n_classes", "dim", "channels", "arch")},
-                                 seen=t + 1)
-        module.generator.load_state_dict(tr.G_out.state_dict())
-        module.solver.load_state_dict(tr.D_raw.state_dict())
-        return module.to(tr.device), cfg
+                                 seen=ctx.task + 1)
+        module.generator.load_state_dict(ctx.G_out.state_dict())
+        module.solver.load_state_dict(ctx.D_raw.state_dict())
+        return module.to(ctx.device), cfg
 
 
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (Strategy, JTR, RA, Joint, EWC, DGR)}
+
+
+def build_strategy(cfg) -> Strategy:
+    """The strategy a ``RunConfig`` names, with its own settings."""
+    return STRATEGIES[cfg.strategy].from_config(cfg)

@@ -3,28 +3,28 @@
 Per task (``mergan.py:344-384``): iteration 0 trains only the critic; every later iteration makes one generator
 update, then ``critic_iters`` critic updates, each on a fresh real batch of the current class. The critic
 carries over between tasks; both Adam optimisers are reset at every task start. The strategy adds its terms
-(see ``mergan.strategies``). Every backward goes through the Accelerator, so the same code runs on the CPU,
+through the interface of ``mergan.strategies`` (it sees a ``Context``, never the trainer); the loop knows no
+strategy by name. Every backward goes through the Accelerator, so the same code runs on the CPU,
 one GPU, several GPUs (DDP) and in mixed precision.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import load_generator, save_generator, save_state, task_path
-from .data import BatchStream, TaskData, to_float
-from .config import DEFAULTS
+from .checkpoints import load_generator, save_generator, save_state
+from .data import BatchStream, TaskData
+from .config import RunConfig
 from .losses import aux_classifier_loss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from .models import build_critic, build_generator
+from .runs import RunFolder
 from .sampling import class_grid, save_png
-from .strategies import Strategy
+from .strategies import Context, Strategy
 
 log = logging.getLogger("mergan")
 
@@ -36,48 +36,12 @@ class TrainingError(Exception):
     """Training cannot go on (for example a NaN loss); the message says what to change."""
 
 
-class Interrupted(Exception):
-    """Raised by ``stop_after`` to simulate a crash right after a state save (tests)."""
-
-
-@dataclass
-class RunConfig:
-    dataset: str
-    strategy: str
-    classes: list
-    iters: int
-    model: dict
-    data_source: str
-    seed: int = 0
-    batch_size: int = 64
-    critic_iters: int = 5
-    lr: float = 1e-4
-    beta1: float = 0.0
-    beta2: float = 0.9
-    gp_weight: float = 10.0
-    loss: str = "wgan-gp"
-    penalty_every: int = 1
-    ema: float = 0.0
-    ra_lambda: float | None = None
-    ewc_lambda: float = 1e9
-    save_every: int = 500
-    log_every: int = 50
-    sample_seed: int = 1234
-
-    # Settings that must match for a run folder to be resumed or extended (classes may grow).
-    FIXED = ("dataset", "strategy", "iters", "model", "data_source", "seed", "batch_size", "critic_iters", "lr",
-             "beta1", "beta2", "gp_weight", "loss", "penalty_every", "ema", "ra_lambda", "ewc_lambda")
-
-
 class Trainer:
-    def __init__(self, cfg: RunConfig, data: TaskData, run_dir: Path, accelerator, strategy: Strategy,
-                 stop_after: int | None = None):
-        self.cfg, self.data, self.run_dir, self.acc, self.strategy = cfg, data, Path(run_dir), accelerator, strategy
+    def __init__(self, cfg: RunConfig, data: TaskData, run_dir: Path, accelerator, strategy: Strategy):
+        self.cfg, self.data, self.run, self.acc, self.strategy = cfg, data, RunFolder(run_dir), accelerator, strategy
         self.device = accelerator.device
         self.batch_size = cfg.batch_size
         self.reduce_replay = cfg.model["arch"] == "dcgan32"  # digits share one replay batch (REDUCE_BATCH)
-        self.stop_after = stop_after
-        self._iterations_run = 0
         torch.manual_seed(cfg.seed)
         self.G_raw = build_generator(cfg.model)
         self.D_raw = build_critic(cfg.model)
@@ -85,9 +49,8 @@ class Trainer:
         if cfg.ema:
             self.G_ema = build_generator(cfg.model).requires_grad_(False)
             self.G_ema.load_state_dict(self.G_raw.state_dict())
-        self.old_G = None
+        self.ctx: Context | None = None
         self.rng = torch.Generator().manual_seed(cfg.seed * 7919 + 104729 * accelerator.process_index)
-        self.n_seen = 0
 
     # ------------------------------------------------------------------------------------------ helpers
     def noise(self, n: int) -> torch.Tensor:
@@ -112,7 +75,24 @@ class Trainer:
         """The generator that is delivered and replayed: the weight average if ``ema`` is set, else the raw one."""
         return self.G_ema if self.G_ema is not None else self.G_raw
 
-    def _prepare_models(self):
+    def load_previous(self, t: int) -> torch.nn.Module:
+        """The generator saved after task ``t`` (frozen), for strategies that replay it."""
+        return load_generator(self.run.task_path(t), self.device)[0]
+
+    def context(self, t: int) -> Context:
+        """What the strategy may use during task ``t``."""
+        return Context(task=t, G_raw=self.G_raw, G=self.G, G_out=self.G_out, D_raw=self.D_raw, D=self.D,
+                       noise=self.noise, labels=self.labels, autocast=self.autocast, rng=self.rng,
+                       device=self.device, batch_size=self.batch_size, reduce_replay=self.reduce_replay,
+                       loss=self.cfg.loss, model=self.cfg.model, load_generator=self.load_previous,
+                       reduce_mean=self.reduce_mean)
+
+    def _ctx(self, t: int) -> Context:
+        if self.ctx is None or self.ctx.task != t:
+            self.ctx = self.context(t)
+        return self.ctx
+
+    def prepare_models(self):
         self.G, self.D = self.acc.prepare(self.G_raw, self.D_raw)
         if self.G_ema is not None:
             self.G_ema.to(self.device)
@@ -123,7 +103,8 @@ class Trainer:
             ema, raw = list(self.G_ema.parameters()), list(self.G_raw.parameters())
             torch._foreach_lerp_(ema, raw, 1.0 - self.cfg.ema)
 
-    def _new_optimizers(self):
+    def new_optimizers(self):
+        """Fresh Adam optimisers (no moments): the original resets both at every task start."""
         betas = (self.cfg.beta1, self.cfg.beta2)
         opt_G = torch.optim.Adam(self.G_raw.parameters(), lr=self.cfg.lr, betas=betas)
         opt_D = torch.optim.Adam(self.D_raw.parameters(), lr=self.cfg.lr, betas=betas)
@@ -132,15 +113,9 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ steps
     def critic_step(self, t: int, stream: BatchStream, penalty: bool = True) -> torch.Tensor:
         """One critic update; ``penalty``: this step carries the (lazy) gradient penalty."""
-        batch = next(stream)
-        if self.strategy.joint:
-            real, real_y = batch
-            real_y = real_y.to(self.device)
-        else:
-            real, real_y = batch, self.labels(self.batch_size, t)
-        real = to_float(real.to(self.device))
-        real, real_y = self.strategy.real_batch(self, t, real, real_y)
-        z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(self, t, self.batch_size)
+        ctx = self._ctx(t)
+        real, real_y = self.strategy.real_batch(ctx, next(stream))
+        z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(ctx, self.batch_size)
         cfg = self.cfg
         wgan = cfg.loss == "wgan-gp"
         if wgan:
@@ -160,7 +135,7 @@ class Trainer:
                 loss = loss + weight * gradient_penalty(self.D, real, fake.float(), alpha, self._loss_scale())
             elif r1:
                 loss = loss + 0.5 * weight * r1_penalty(d_real, real, self._loss_scale())
-            extra = self.strategy.critic_terms(self, t)
+            extra = self.strategy.critic_terms(ctx)
             if extra is not None:
                 loss = loss + extra
         self.opt_D.zero_grad(set_to_none=True)
@@ -170,13 +145,15 @@ class Trainer:
 
     def generator_step(self, t: int) -> torch.Tensor:
         self.D_raw.requires_grad_(False)
-        z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(self, t, self.batch_size)
+        ctx = self._ctx(t)
+        z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(ctx, self.batch_size)
         with self.autocast():
             d_fake, logits = self.D_raw(self.G(z, fake_y))
             loss = generator_loss(self.cfg.loss, d_fake)
-            if self.strategy.conditional:
-                loss = loss + aux_classifier_loss(logits, fake_y)
-            extra = self.strategy.generator_terms(self, t)
+            aux = self.strategy.fake_class_loss(logits, fake_y)
+            if aux is not None:
+                loss = loss + aux
+            extra = self.strategy.generator_terms(ctx)
             if extra is not None:
                 loss = loss + extra
         self.opt_G.zero_grad(set_to_none=True)
@@ -205,7 +182,7 @@ class Trainer:
     def _save_state(self, t: int, it: int, done: bool) -> None:
         state = self._state(t, it, done)  # every process joins the gather
         if self.acc.is_main_process:
-            save_state(self.run_dir / "state.pt", state)
+            save_state(self.run.state_path, state)
         self.acc.wait_for_everyone()
 
     def _check_finite(self, t: int, it: int, d_loss, g_loss) -> None:
@@ -217,17 +194,15 @@ class Trainer:
 
     def _meta(self, t: int, iters: int) -> dict:
         c = self.cfg
-        return {"strategy": c.strategy, "task": t, "classes": c.classes[: t + 1] if not self.strategy.joint
-                else c.classes, "dataset": c.dataset, "data_source": c.data_source,
-                "iters": iters, "seed": c.seed, "batch_size": c.batch_size, "lr": c.lr, "loss": c.loss,
+        return {"strategy": c.strategy, "task": t, "classes": c.classes[: t + 1], "dataset": c.dataset,
+                "data_source": c.data_source, "iters": iters, "seed": c.seed, "batch_size": c.batch_size, "lr": c.lr, "loss": c.loss,
                 "critic_iters": c.critic_iters, "ema": c.ema}
 
     # ------------------------------------------------------------------------------------------ loop
     def train(self, state: dict | None = None) -> None:
         """Train every task not yet done, starting from ``state`` (a loaded ``state.pt``) if given."""
         cfg = self.cfg
-        tasks = [len(cfg.classes) - 1] if self.strategy.joint else list(range(len(cfg.classes)))
-        iters = cfg.iters * (len(cfg.classes) if self.strategy.joint else 1)
+        tasks, iters = self.strategy.plan(len(cfg.classes), cfg.iters)
         start_task, start_iter = tasks[0], 0
         if state is not None:
             self.G_raw.load_state_dict(state["G"])
@@ -246,7 +221,7 @@ class Trainer:
             start_task, start_iter = state["task"], state["iter"]
             if state["task_done"]:
                 start_task, start_iter = state["task"] + 1, 0
-        self._prepare_models()
+        self.prepare_models()
         for t in tasks:
             if t < start_task:
                 continue
@@ -271,25 +246,17 @@ class Trainer:
             if done_iters % cfg.save_every == 0 and done_iters < iters + 1:
                 self._check_finite(t, it, d_loss, g_loss)
                 self._save_state(t, done_iters, done=False)
-            self._iterations_run += 1
-            if self.stop_after is not None and self._iterations_run >= self.stop_after:
-                raise Interrupted(f"stopped after {self._iterations_run} iterations")
         self._check_finite(t, iters, d_loss, g_loss)
 
     def run_task(self, t: int, iters: int, start_iter: int, state: dict | None) -> None:
         cfg, acc = self.cfg, self.acc
-        self.n_seen = t + 1 if not self.strategy.joint else len(cfg.classes)
-        self._new_optimizers()
+        self.new_optimizers()
         if state is not None:
             self.opt_G.load_state_dict(state["opt_G"])
             self.opt_D.load_state_dict(state["opt_D"])
-        if self.strategy.uses_old_generator and t > 0:
-            self.old_G, _ = load_generator(task_path(self.run_dir, t - 1), self.device)
-        self.strategy.begin_task(self, t)
-        if self.strategy.joint:
-            dataset, name = self.data.labeled(cfg.classes), "all classes"
-        else:
-            dataset, name = self.data.train[cfg.classes[t]], cfg.classes[t]
+        self.ctx = self.context(t)
+        self.strategy.begin_task(self.ctx)
+        dataset, name = self.strategy.task_data(self.data, cfg.classes, t)
         seed = cfg.seed * 1000 + t + 100_003 * acc.process_index
         stream = BatchStream(dataset, cfg.batch_size, seed, start=start_iter * cfg.critic_iters,
                              num_workers=0 if getattr(dataset, "in_memory", False) else LOADER_WORKERS)
@@ -299,25 +266,12 @@ class Trainer:
             self._iterate(t, iters, start_iter, stream, bar)
         finally:
             bar.close()
-        self.strategy.end_task(self, t)
+        self.strategy.end_task(self.ctx)
         if acc.is_main_process:
-            deliverable, model = self.strategy.deliverable(self, t)
-            save_generator(task_path(self.run_dir, t), deliverable, {**self._meta(t, iters), "model": model})
-            save_png(class_grid(deliverable, self.n_seen, 10, cfg.sample_seed),
-                     self.run_dir / "samples" / f"task_{t:02d}.png")
-            log.info("task %d (%s) done: %s", t, name, task_path(self.run_dir, t))
+            deliverable, model = self.strategy.deliverable(self.ctx)
+            save_generator(self.run.task_path(t), deliverable, {**self._meta(t, iters), "model": model})
+            save_png(class_grid(deliverable, self.ctx.n_seen, 10, cfg.sample_seed),
+                     self.run.sample_path(t))
+            log.info("task %d (%s) done: %s", t, name, self.run.task_path(t))
         self._save_state(t, iters + 1, done=True)
 
-
-def config_mismatch(saved: dict, new: RunConfig) -> str | None:
-    """Why a run folder's saved configuration cannot be continued with ``new``, or None."""
-    for key in RunConfig.FIXED:
-        # Runs saved before a setting existed ran with its default (the original's value).
-        a, b = saved.get(key, DEFAULTS.get(key)), getattr(new, key)
-        if json.loads(json.dumps(a)) != json.loads(json.dumps(b)):
-            return f"{key} was {a!r} in that run, now {b!r}"
-    old = saved.get("classes", [])
-    n = min(len(old), len(new.classes))
-    if new.classes[:n] != old[:n]:
-        return f"classes were {','.join(old)}; a continued run must start with the same classes in the same order"
-    return None

@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 
 import train
-from mergan import evaluation, report
+from mergan import classifier, evaluation, report
+from mergan.checkpoints import load_classifier, save_classifier
+from mergan.classifier import cache_name, per_class_accuracy, train_classifier
 from mergan.data import load_mnist, load_task_data, to_float
-from mergan.evaluation import (cache_name, frechet_distance, generated_accuracy, load_classifier,
-                               per_class_accuracy, save_classifier, train_classifier)
+from mergan.metrics import frechet_distance, generated_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -89,22 +90,22 @@ def test_frechet_distance_zero_for_the_same_set_and_mean_shift_in_closed_form():
 
 def test_classifier_lookup_prefers_shipped_then_cache(tmp_path, monkeypatch, evaluator):
     shipped, cache = tmp_path / "shipped", tmp_path / "cache"
-    monkeypatch.setattr(evaluation, "SHIPPED", shipped)
-    monkeypatch.setattr(evaluation, "CACHE", cache)
+    monkeypatch.setattr(classifier, "SHIPPED", shipped)
+    monkeypatch.setattr(classifier, "CACHE", cache)
     trained, new = [], SimpleNamespace(meta={"test_split": "test", "test_accuracy": 1.0}, path="new")
-    monkeypatch.setattr(evaluation, "train_classifier", lambda *a, **k: trained.append(k) or new)
+    monkeypatch.setattr(classifier, "train_classifier", lambda *a, **k: trained.append(k) or new)
     name = cache_name("mnist", "src", 32, 1)
-    assert evaluation.find_or_train_classifier("mnist", "src", 32, 1, {}, epochs=1) is new
+    assert classifier.find_or_train_classifier("mnist", "src", 32, 1, {}, epochs=1) is new
     assert trained[0]["out"] == cache / name and trained[0]["epochs"] == 1
     save_classifier(cache / name, evaluator.net, {**evaluator.meta, "seed": 11})
-    assert evaluation.find_or_train_classifier("mnist", "src", 32, 1, {}).meta["seed"] == 11
+    assert classifier.find_or_train_classifier("mnist", "src", 32, 1, {}).meta["seed"] == 11
     save_classifier(shipped / name, evaluator.net, {**evaluator.meta, "seed": 22})
-    assert evaluation.find_or_train_classifier("mnist", "src", 32, 1, {}).meta["seed"] == 22
+    assert classifier.find_or_train_classifier("mnist", "src", 32, 1, {}).meta["seed"] == 22
 
 
 def test_shipped_mnist5k_classifier():
     _, source = load_mnist(Path("data"), "mnist5k")
-    path = evaluation.SHIPPED / cache_name("mnist", source, 32, 1)
+    path = classifier.SHIPPED / cache_name("mnist", source, 32, 1)
     assert path.is_file() and path.stat().st_size < 2_000_000
     ev = load_classifier(path)
     assert ev.meta["data_source"] == source and ev.meta["test_accuracy"] > 0.97
@@ -168,8 +169,8 @@ def test_end_to_end_on_a_tiny_run(tmp_path, capsys, evaluator):
     assert Image.open(run / "accuracy.png").size == (700, 400)
     # The same run scored by a classifier of another dataset is refused.
     other = tmp_path / "svhn.safetensors"
-    cfg = evaluation.classifier_config(32, 3, 10)
-    save_classifier(other, evaluation.build_classifier(cfg), {**evaluator.meta, "dataset": "svhn", "config": cfg})
+    cfg = classifier.classifier_config(32, 3, 10)
+    save_classifier(other, classifier.build_classifier(cfg), {**evaluator.meta, "dataset": "svhn", "config": cfg})
     rc, err = _cli(capsys, "--out", str(run), "--eval-samples", "64", "--classifier", str(other))
     assert rc == 1 and len(err) == 1 and "svhn" in err[0]
 
@@ -177,8 +178,8 @@ def test_end_to_end_on_a_tiny_run(tmp_path, capsys, evaluator):
 def test_second_evaluator_is_another_family_on_another_split(digits):
     """The shipped MLP (the paper's MNIST classifier's shape) scores real test digits as its metadata says,
     was trained on nine tenths of the training digits, and is not the CNN."""
-    mlp = load_classifier(evaluation.SHIPPED / cache_name("mnist", digits.source, 32, 1, "mlp32"))
-    cnn = load_classifier(evaluation.SHIPPED / cache_name("mnist", digits.source, 32, 1))
+    mlp = load_classifier(classifier.SHIPPED / cache_name("mnist", digits.source, 32, 1, "mlp32"))
+    cnn = load_classifier(classifier.SHIPPED / cache_name("mnist", digits.source, 32, 1))
     assert mlp.meta["config"]["arch"] == "mlp32" and cnn.meta["config"]["arch"] == "cnn32"
     assert not any(isinstance(m, torch.nn.Conv2d) for m in mlp.net.modules())
     assert [m.out_features for m in mlp.net.modules() if isinstance(m, torch.nn.Linear)] == [1024, 512, 256, 128, 10]

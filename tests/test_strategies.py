@@ -1,7 +1,6 @@
-"""Each strategy's terms against the original's formulas, on a stand-in for the trainer."""
+"""Each strategy's terms against the original's formulas, on a hand-made ``Context``."""
 import contextlib
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,66 +9,78 @@ import torch.nn.functional as F
 
 from mergan.losses import aux_classifier_loss
 from mergan.models import build_critic, build_generator, model_config
-from mergan.strategies import RA_LAMBDA, STRATEGIES, replay_batch
+from mergan.config import DEFAULTS, RA_LAMBDA, default_ra_lambda
+from mergan.data import to_float
+from mergan.strategies import STRATEGIES, Context, replay_batch
 
 
-class FakeTrainer:
-    """What a strategy may touch: the generator/critic pair, the frozen old generator and the noise source."""
+class Nets:
+    """What a strategy is lent (``Context``): the generator/critic pair, the noise source, and a frozen previous
+    generator for the strategies that replay it."""
 
     def __init__(self, arch="dcgan32", seed=0, loss="wgan-gp"):
         torch.manual_seed(seed)
-        cfg = model_config(arch, channels=1 if arch == "dcgan32" else 3, dim=4)
-        self.cfg = SimpleNamespace(loss=loss, model=cfg)
-        self.G = self.G_raw = self.G_out = build_generator(cfg)
-        self.D = self.D_raw = build_critic(cfg)
+        self.model = model_config(arch, channels=1 if arch == "dcgan32" else 3, dim=4)
+        self.loss = loss
+        self.G = build_generator(self.model)
+        self.D = build_critic(self.model)
         self.old_G = copy.deepcopy(self.G).requires_grad_(False)
         with torch.no_grad():  # make the new generator differ from the old one
             for p in self.G.parameters():
                 p.add_(0.05 * torch.randn_like(p))
         self.batch_size = 64 if arch == "dcgan32" else 8
         self.reduce_replay = arch == "dcgan32"
-        self.device = torch.device("cpu")
         self.rng = torch.Generator().manual_seed(123)
-        self.n_seen = 3
 
     def noise(self, n):
         return torch.randn(n, 128, generator=self.rng)
 
-    def labels(self, n, label):
-        return torch.full((n,), label, dtype=torch.long)
+    def ctx(self, t):
+        return Context(task=t, G_raw=self.G, G=self.G, G_out=self.G, D_raw=self.D, D=self.D, noise=self.noise,
+                       labels=lambda n, label: torch.full((n,), label, dtype=torch.long),
+                       autocast=contextlib.nullcontext, rng=self.rng, device=torch.device("cpu"),
+                       batch_size=self.batch_size, reduce_replay=self.reduce_replay, loss=self.loss,
+                       model=self.model, load_generator=lambda i: self.old_G)
 
-    def autocast(self):
-        return contextlib.nullcontext()
+
+def make(name, tr, **settings):
+    """A strategy with its own settings only (RA and EWC: lambda), past its first task if it replays."""
+    s = STRATEGIES[name](**settings) if settings or name not in ("ra", "ewc") else \
+        STRATEGIES[name](lam=default_ra_lambda("mnist") if name == "ra" else DEFAULTS["ewc_lambda"])
+    s.begin_task(tr.ctx(1))   # replaying strategies load the generator of task 0
+    return s
 
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_first_task_is_plain_gan_for_every_strategy(name):
-    tr, s = FakeTrainer(), STRATEGIES[name]("mnist")
-    if name in ("sft", "ra", "jtr"):
-        assert s.critic_terms(tr, 0) is None and s.generator_terms(tr, 0) is None
+    tr = Nets()
+    s = STRATEGIES[name](lam=1.0) if name in ("ra", "ewc") else STRATEGIES[name]()
+    s.begin_task(tr.ctx(0))
+    assert s.critic_terms(tr.ctx(0)) is None and s.generator_terms(tr.ctx(0)) is None
 
 
 def test_sft_adds_nothing_and_asks_for_the_current_class():
-    tr, s = FakeTrainer(), STRATEGIES["sft"]("mnist")
-    assert s.critic_terms(tr, 3) is None and s.generator_terms(tr, 3) is None
-    assert (s.fake_labels(tr, 3, 64) == 3).all()
+    tr = Nets()
+    s = make("sft", tr)
+    assert s.critic_terms(tr.ctx(3)) is None and s.generator_terms(tr.ctx(3)) is None
+    assert (s.fake_labels(tr.ctx(3), 64) == 3).all()
 
 
 def replay_sizes(tr, t):
-    _, y = replay_batch(tr, t)
+    _, y = replay_batch(tr.ctx(t))
     return torch.bincount(y, minlength=t).tolist()
 
 
 def per_class_replays(tr, t):
     """The replay batch as the original drew it: one (z, y) per old class, each generated on its own."""
-    z, y = replay_batch(tr, t)
+    z, y = replay_batch(tr.ctx(t))
     return [(z[y == i], y[y == i]) for i in range(t)]
 
 
 def test_replay_sizes_digits_share_one_batch_lsun_full_batches():
-    tr = FakeTrainer()
+    tr = Nets()
     assert replay_sizes(tr, 1) == [64] and replay_sizes(tr, 3) == [21, 21, 21] and replay_sizes(tr, 9) == [7] * 9
-    _, y = replay_batch(tr, 3)
+    _, y = replay_batch(tr.ctx(3))
     assert y.tolist() == sorted(y.tolist())  # class by class, in consecutive chunks
     tr.reduce_replay, tr.batch_size = False, 64
     assert replay_sizes(tr, 3) == [64, 64, 64]
@@ -77,7 +88,7 @@ def test_replay_sizes_digits_share_one_batch_lsun_full_batches():
 
 def test_ra_lambdas_as_paper():
     assert RA_LAMBDA["mnist"] == 1e-3 and RA_LAMBDA["svhn"] == 1e-2 and RA_LAMBDA["lsun"] == 1e-3
-    assert STRATEGIES["ra"]("svhn").lam == 1e-2 and STRATEGIES["ra"]("mnist", ra_lambda=0.5).lam == 0.5
+    assert STRATEGIES["ra"](lam=0.5).lam == 0.5
 
 
 def _ra_reference(tr, t, lam, divide):
@@ -90,11 +101,12 @@ def _ra_reference(tr, t, lam, divide):
 
 @pytest.mark.parametrize("arch", ["dcgan32", "resnet64"])
 def test_ra_equals_summed_form(arch):
-    tr, s = FakeTrainer(arch), STRATEGIES["ra"]("mnist")
+    tr = Nets(arch)
+    s = make("ra", tr)
     t = 3
     expected = _ra_reference(tr, t, s.lam, divide=arch == "dcgan32")
     tr.rng.manual_seed(7)
-    got = s.generator_terms(tr, t)
+    got = s.generator_terms(tr.ctx(t))
     assert torch.allclose(got, expected, rtol=1e-5)
     got.backward()
     assert all(p.grad is None for p in tr.old_G.parameters())
@@ -102,9 +114,10 @@ def test_ra_equals_summed_form(arch):
 
 
 def test_ra_zero_when_generators_identical():
-    tr, s = FakeTrainer(), STRATEGIES["ra"]("mnist")
+    tr = Nets()
     tr.old_G = copy.deepcopy(tr.G).requires_grad_(False)
-    assert s.generator_terms(tr, 4) == 0
+    s = make("ra", tr)
+    assert s.generator_terms(tr.ctx(4)) == 0
 
 
 def _jtr_critic_reference(tr, t):
@@ -115,7 +128,7 @@ def _jtr_critic_reference(tr, t):
             old, new = tr.old_G(z, y), tr.G(z, y)
         d_new, _ = tr.D(new)
         d_old, logits = tr.D(old)
-        if tr.cfg.loss == "wgan-gp":   # mergan.py:296
+        if tr.loss == "wgan-gp":   # mergan.py:296
             game = d_new.mean() - d_old.mean()
         else:                          # the same roles in the non-saturating game: old replays real, new fake
             game = -F.logsigmoid(d_old).mean() - torch.log1p(-torch.sigmoid(d_new)).mean()
@@ -125,10 +138,11 @@ def _jtr_critic_reference(tr, t):
 
 @pytest.mark.parametrize("arch, loss", [("dcgan32", "wgan-gp"), ("resnet64", "wgan-gp"), ("dcgan32", "ns-r1")])
 def test_jtr_critic_side_old_replays_are_real_with_ac_loss(arch, loss):
-    tr, s = FakeTrainer(arch, loss=loss), STRATEGIES["jtr"]("mnist")
+    tr = Nets(arch, loss=loss)
+    s = make("jtr", tr)
     expected = _jtr_critic_reference(tr, 2)
     tr.rng.manual_seed(11)
-    got = s.critic_terms(tr, 2)
+    got = s.critic_terms(tr.ctx(2))
     assert torch.allclose(got, expected, rtol=1e-5)
     got.backward()  # trains the critic only: the generator is not in this graph
     assert all(p.grad is None for p in tr.G.parameters())
@@ -137,7 +151,8 @@ def test_jtr_critic_side_old_replays_are_real_with_ac_loss(arch, loss):
 
 @pytest.mark.parametrize("arch, loss", [("dcgan32", "wgan-gp"), ("resnet64", "wgan-gp"), ("dcgan32", "ns-r1")])
 def test_jtr_generator_side_equals_per_class_form(arch, loss):
-    tr, s = FakeTrainer(arch, loss=loss), STRATEGIES["jtr"]("mnist")
+    tr = Nets(arch, loss=loss)
+    s = make("jtr", tr)
     t = 3
     tr.rng.manual_seed(5)
     expected = 0.0
@@ -147,55 +162,90 @@ def test_jtr_generator_side_equals_per_class_form(arch, loss):
         expected = expected + game + aux_classifier_loss(logits, y)
     expected = expected if tr.reduce_replay else expected / t
     tr.rng.manual_seed(5)
-    assert torch.allclose(s.generator_terms(tr, t), expected, rtol=1e-5)
+    assert torch.allclose(s.generator_terms(tr.ctx(t)), expected, rtol=1e-5)
 
 
 def test_jtr_generator_side_trains_new_generator_on_old_labels():
-    tr, s = FakeTrainer(), STRATEGIES["jtr"]("mnist")
+    tr = Nets()
+    s = make("jtr", tr)
     tr.D.requires_grad_(False)
-    loss = s.generator_terms(tr, 3)
+    loss = s.generator_terms(tr.ctx(3))
     loss.backward()
     assert tr.G.fc.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in tr.old_G.parameters())
     # every old label is asked for: the term changes if the class-2 tables change
     tr.rng.manual_seed(0)
-    a = float(s.generator_terms(tr, 3).detach())
+    a = float(s.generator_terms(tr.ctx(3)).detach())
     with torch.no_grad():
         tr.G.norms[0].offset[2] += 3.0
     tr.rng.manual_seed(0)
-    assert float(s.generator_terms(tr, 3).detach()) != a
+    assert float(s.generator_terms(tr.ctx(3)).detach()) != a
 
 
 def test_joint_asks_for_every_class_uniformly():
-    tr, s = FakeTrainer(), STRATEGIES["joint"]("mnist")
-    tr.n_seen = 5
-    labels = s.fake_labels(tr, 4, 5000)
+    tr = Nets()
+    s = make("joint", tr)
+    labels = s.fake_labels(tr.ctx(4), 5000)   # task 4: five classes seen
     counts = torch.bincount(labels, minlength=5)
     assert labels.min() == 0 and labels.max() == 4
     assert (counts > 850).all()
 
 
 def test_ewc_penalty_zero_at_anchor_positive_away():
-    tr, s = FakeTrainer(), STRATEGIES["ewc"]("mnist", ewc_lambda=1e9)
+    tr = Nets()
+    s = make("ewc", tr, lam=1e9)
     s.fisher_batches = 2
-    assert s.generator_terms(tr, 0) is None  # nothing learned yet
-    s.end_task(tr, 1)
+    assert s.generator_terms(tr.ctx(0)) is None  # nothing learned yet
+    s.end_task(tr.ctx(1))
     assert all((f >= 0).all() for f in s.fisher.values()) and any(f.sum() > 0 for f in s.fisher.values())
-    assert s.generator_terms(tr, 2) == 0
+    assert s.generator_terms(tr.ctx(2)) == 0
     with torch.no_grad():
         tr.G.fc.weight.add_(0.01)
     expected = 0.5 * 1e9 * (s.fisher["fc.weight"] * 0.01**2).sum()
-    assert torch.allclose(s.generator_terms(tr, 2), expected, rtol=1e-4)
+    assert torch.allclose(s.generator_terms(tr.ctx(2)), expected, rtol=1e-4)
     state = s.state_dict()
-    s2 = STRATEGIES["ewc"]("mnist")
+    s2 = STRATEGIES["ewc"](lam=1e9)
     s2.load_state_dict(state)
     assert torch.equal(s2.penalty(tr.G), s.penalty(tr.G))
+
+
+def test_ewc_fisher_is_the_mean_squared_gradient_computed_by_hand():
+    """G(z) = w * z[:, 0], D(x) = x with constant class logits, WGAN's generator loss -mean D(G(z)): the gradient
+    of a batch is -mean(z[:, 0]). Batches z0 = (1, 3) and (0, 2) give gradients -2 and -1, so F = (4 + 1) / 2."""
+
+    class Line(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, z, y):
+            return self.w * z[:, 0]
+
+    class Identity(torch.nn.Module):
+        def forward(self, x):
+            return x, torch.zeros(len(x), 2)
+
+    G, D = Line(), Identity()
+    batches = iter([torch.tensor([[1.0], [3.0]]), torch.tensor([[0.0], [2.0]])])
+    ctx = Context(task=0, G_raw=G, G=G, G_out=G, D_raw=D, D=D, noise=lambda n: next(batches),
+                  labels=lambda n, label: torch.full((n,), label, dtype=torch.long),
+                  autocast=contextlib.nullcontext, rng=torch.Generator(), device=torch.device("cpu"),
+                  batch_size=2, reduce_replay=True, loss="wgan-gp", model={}, load_generator=None)
+    s = STRATEGIES["ewc"](lam=2.0)
+    s.fisher_batches = 2
+    s.end_task(ctx)
+    assert s.fisher["w"].item() == pytest.approx(2.5)
+    assert s.anchor["w"].item() == 0.5
+    with torch.no_grad():
+        G.w.add_(0.1)
+    # lambda / 2 * F * (w - w*)^2 = 1 * 2.5 * 0.01
+    assert s.generator_terms(ctx).item() == pytest.approx(0.025)
 
 
 def _dgr_trainer():
     from mergan.models import ReplayGenerator
 
-    tr = FakeTrainer()
+    tr = Nets()
     old = ReplayGenerator(dim=4, seen=2)
     old.generator.load_state_dict(tr.old_G.state_dict())
     old.solver.load_state_dict(tr.D.state_dict())
@@ -204,14 +254,17 @@ def _dgr_trainer():
 
 
 def test_dgr_unconditional_generator_and_replayed_real_share():
-    tr, s = _dgr_trainer(), STRATEGIES["dgr"]("mnist")
-    assert not s.conditional and (s.fake_labels(tr, 2, 64) == 0).all()
-    real, y = torch.zeros(64, 1, 32, 32), torch.full((64,), 2)
-    r0, y0 = s.real_batch(tr, 0, real, y)
-    assert r0 is real and y0 is y
-    r, labels = s.real_batch(tr, 2, real, y)
+    tr = _dgr_trainer()
+    s = make("dgr", tr)
+    assert s.fake_class_loss(torch.zeros(64, 10), torch.zeros(64, dtype=torch.long)) is None   # unconditional
+    assert (s.fake_labels(tr.ctx(2), 64) == 0).all()
+    batch = torch.full((64, 1, 32, 32), 200, dtype=torch.uint8)
+    real = to_float(batch.clone())
+    r0, y0 = s.real_batch(tr.ctx(0), batch)
+    assert torch.equal(r0, real) and (y0 == 0).all()
+    r, labels = s.real_batch(tr.ctx(2), batch)
     n_old = round(64 * 2 / 3)
-    assert r.shape == real.shape and (r[n_old:] == 0).all() and (r[:n_old] != 0).any()
+    assert r.shape == real.shape and torch.equal(r[n_old:], real[n_old:]) and (r[:n_old] != real[:n_old]).any()
     assert (labels[n_old:] == 2).all() and labels[:n_old].max() < 2  # old solver labels old classes only
 
 
@@ -219,9 +272,10 @@ def test_dgr_deliverable_draws_classes_by_rejection_and_round_trips(tmp_path):
     from mergan import load_generator, sample
     from mergan.checkpoints import save_generator
 
-    tr, s = _dgr_trainer(), STRATEGIES["dgr"]("mnist")
-    tr.cfg = type("C", (), {"model": model_config("dcgan32", channels=1, dim=4)})()
-    module, cfg = s.deliverable(tr, 1)
+    tr = _dgr_trainer()
+
+    s = make("dgr", tr)
+    module, cfg = s.deliverable(tr.ctx(1))
     assert cfg["replay"] == "dgr" and cfg["seen"] == 2
     z = torch.randn(64, 128)
     for label in (0, 1):
@@ -238,13 +292,13 @@ def test_dgr_deliverable_draws_classes_by_rejection_and_round_trips(tmp_path):
 
 
 def test_default_ra_lambda_keeps_the_papers_balance_at_another_batch():
-    from mergan.strategies import default_ra_lambda
     assert default_ra_lambda("mnist") == 1e-3 and default_ra_lambda("svhn") == 1e-2
     assert default_ra_lambda("mnist", 32) == pytest.approx(2e-3)
     # the summed RA term over a batch of 32, times the scaled lambda, weighs what it weighs at 64
-    tr, s = FakeTrainer(), STRATEGIES["ra"]("mnist", ra_lambda=default_ra_lambda("mnist", 32))
+    tr = Nets()
+    s = make("ra", tr, lam=default_ra_lambda("mnist", 32))
     tr.batch_size = 32
-    small = s.generator_terms(tr, 2)
+    small = s.generator_terms(tr.ctx(2))
     tr.batch_size, s.lam = 64, default_ra_lambda("mnist")
-    big = s.generator_terms(tr, 2)
+    big = s.generator_terms(tr.ctx(2))
     assert torch.allclose(small, big, rtol=0.2)

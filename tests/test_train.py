@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +29,39 @@ def fresh_accelerator_state():
     yield
 
 
-def run(out, *extra, strategy="ra", classes="0,1", stop_after=None):
-    return train.main(["--strategy", strategy, "--classes", classes, "--out", str(out), *TINY, *extra],
-                      stop_after=stop_after)
+def run(out, *extra, strategy="ra", classes="0,1"):
+    return train.main(["--strategy", strategy, "--classes", classes, "--out", str(out), *TINY, *extra])
+
+
+class Crash(Exception):
+    """Stands for the process dying."""
+
+
+def crash_after_saves(monkeypatch, n):
+    """Make training die right after its ``n``-th resumable state save."""
+    from mergan.trainer import Trainer
+
+    save, count = Trainer._save_state, [0]
+
+    def save_then_crash(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        count[0] += 1
+        if count[0] >= n:
+            raise Crash(f"died after state save {count[0]}")
+
+    monkeypatch.setattr(Trainer, "_save_state", save_then_crash)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """Finished runs of every strategy on classes 0,1,2 (trained once, read by several tests)."""
+    from accelerate.state import AcceleratorState
+
+    root = tmp_path_factory.mktemp("finished")
+    for strategy in sorted(STRATEGIES):
+        AcceleratorState._reset_state(True)
+        assert run(root / strategy, strategy=strategy, classes="0,1,2") == 0
+    return root
 
 
 def tensors(path):
@@ -47,9 +78,8 @@ def digest(path):
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_every_strategy_end_to_end(tmp_path, strategy):
-    out = tmp_path / strategy
-    assert run(out, strategy=strategy, classes="0,1,2") == 0
+def test_every_strategy_end_to_end(finished, strategy):
+    out = finished / strategy
     files = sorted(out.glob("task_*.safetensors"))
     expected = ["task_02.safetensors"] if strategy == "joint" else [f"task_{t:02d}.safetensors" for t in range(3)]
     assert [f.name for f in files] == expected
@@ -67,37 +97,35 @@ def test_every_strategy_end_to_end(tmp_path, strategy):
     assert saved["strategy"] == strategy and saved["classes"] == ["0", "1", "2"]
 
 
-def test_first_task_identical_across_sequential_strategies(tmp_path):
+def test_first_task_identical_across_sequential_strategies(finished):
     # the paper's Fig. 5 starts every method from the same first-task network; here it comes for free
-    for s in ("sft", "ra", "jtr"):
-        assert run(tmp_path / s, strategy=s, classes="0") == 0
-    assert same_files(tmp_path / "sft/task_00.safetensors", tmp_path / "ra/task_00.safetensors")
-    assert same_files(tmp_path / "sft/task_00.safetensors", tmp_path / "jtr/task_00.safetensors")
+    for s in ("ra", "jtr", "ewc"):
+        assert same_files(finished / "sft/task_00.safetensors", finished / f"{s}/task_00.safetensors"), s
 
 
-def test_same_command_same_numbers(tmp_path):
-    assert run(tmp_path / "a", classes="0,1") == 0
-    assert run(tmp_path / "b", classes="0,1") == 0
-    assert same_files(tmp_path / "a/task_01.safetensors", tmp_path / "b/task_01.safetensors")
+def test_same_command_same_numbers(finished, tmp_path):
+    assert run(tmp_path / "a", classes="0,1") == 0   # the first two tasks of the finished three-task run
+    assert same_files(tmp_path / "a/task_01.safetensors", finished / "ra/task_01.safetensors")
 
 
-@pytest.mark.parametrize("strategy, stop", [("ra", 2), ("ra", 6), ("ewc", 5), ("joint", 4)])
-def test_resume_after_interrupt_equals_uninterrupted(tmp_path, strategy, stop):
+# saves with --iters 3 --save-every 2: iteration 2 of each task, then the task's end (joint: iterations 2, 4, ...)
+@pytest.mark.parametrize("strategy, saves", [("ra", 1), ("ra", 3), ("ewc", 2), ("joint", 2)])
+def test_resume_after_interrupt_equals_uninterrupted(finished, tmp_path, monkeypatch, strategy, saves):
     classes = "0,1,2"
-    assert run(tmp_path / "full", strategy=strategy, classes=classes) == 0
     part = tmp_path / "part"
-    with pytest.raises(train.Interrupted):
-        run(part, strategy=strategy, classes=classes, stop_after=stop)
+    with monkeypatch.context() as m:
+        crash_after_saves(m, saves)
+        with pytest.raises(Crash):
+            run(part, strategy=strategy, classes=classes)
     assert (part / "state.pt").is_file()
     # without --resume the interrupted run is not touched
     assert run(part, strategy=strategy, classes=classes) == 1
     assert run(part, "--resume", strategy=strategy, classes=classes) == 0
-    for f in sorted((tmp_path / "full").glob("task_*.safetensors")):
+    for f in sorted((finished / strategy).glob("task_*.safetensors")):
         assert same_files(f, part / f.name), f.name
 
 
-def test_extending_a_finished_run_trains_only_new_tasks(tmp_path, capsys):
-    assert run(tmp_path / "direct", classes="0,1,2") == 0
+def test_extending_a_finished_run_trains_only_new_tasks(finished, tmp_path, capsys):
     ext = tmp_path / "ext"
     assert run(ext, classes="0,1") == 0
     before = {f.name: digest(f) for f in ext.glob("task_*.safetensors")}
@@ -106,12 +134,11 @@ def test_extending_a_finished_run_trains_only_new_tasks(tmp_path, capsys):
     assert run(ext, classes="0,1,2") == 0
     assert {f.name: digest(f) for f in ext.glob("task_0[01].safetensors")} == before
     # adding a class needs neither old data nor retraining, and gives what one long run gives
-    assert same_files(tmp_path / "direct/task_02.safetensors", ext / "task_02.safetensors")
+    assert same_files(finished / "ra/task_02.safetensors", ext / "task_02.safetensors")
 
 
-def test_mismatched_configuration_refused(tmp_path, capsys):
-    out = tmp_path / "r"
-    assert run(out, classes="0,1") == 0
+def test_mismatched_configuration_refused(finished, tmp_path, capsys):
+    out = shutil.copytree(finished / "ra", tmp_path / "r")
     assert run(out, "--seed", "3", classes="0,1,2") == 1
     assert "seed" in capsys.readouterr().err
     assert run(out, classes="1,0,2") == 1
@@ -124,9 +151,9 @@ def test_nan_loss_stops_with_one_line_and_keeps_saved_files(tmp_path, capsys, mo
     assert run(out, classes="0,1") == 0
     saved = [*out.glob("task_*.safetensors"), *out.glob("samples/*.png")]
     before = {f: digest(f) for f in saved}
-    import mergan.trainer as trainer
+    import mergan.losses as losses
 
-    monkeypatch.setattr(trainer, "wasserstein_generator_loss", lambda d: d.float().mean() * float("nan"))
+    monkeypatch.setattr(losses, "wasserstein_generator_loss", lambda d: d.float().mean() * float("nan"))
     assert run(out, classes="0,1,2") == 1
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
     assert len(err) == 1 and err[0].startswith("error: ") and "nan" in err[0] and "task 2" in err[0], err
@@ -243,10 +270,12 @@ def test_truncated_or_foreign_checkpoint_clear_error(tmp_path):
         load_generator(tmp_path / "missing.safetensors")
 
 
-def test_corrupt_state_is_refused_without_damage(tmp_path, capsys):
+def test_corrupt_state_is_refused_without_damage(tmp_path, monkeypatch, capsys):
     out = tmp_path / "r"
-    with pytest.raises(train.Interrupted):
-        run(out, classes="0,1", stop_after=2)
+    with monkeypatch.context() as m:
+        crash_after_saves(m, 1)
+        with pytest.raises(Crash):
+            run(out, classes="0,1")
     (out / "state.pt").write_bytes(b"garbage")
     assert run(out, "--resume", classes="0,1") == 1
     assert "corrupt" in capsys.readouterr().err

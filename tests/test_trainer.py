@@ -8,8 +8,9 @@ from accelerate import Accelerator
 from mergan import trainer as trainer_module
 from mergan.data import load_task_data
 from mergan.models import model_config
-from mergan.strategies import STRATEGIES
-from mergan.trainer import RunConfig, Trainer
+from mergan.config import RunConfig
+from mergan.strategies import build_strategy
+from mergan.trainer import Trainer
 
 
 def make(tmp_path, strategy="sft", classes="0,1", **settings):
@@ -17,7 +18,7 @@ def make(tmp_path, strategy="sft", classes="0,1", **settings):
     cfg = RunConfig(dataset="mnist", strategy=strategy, classes=data.classes, iters=3,
                     model=model_config("dcgan32", channels=1, dim=4), data_source=data.source, batch_size=8,
                     save_every=1000, log_every=1000, **settings)
-    return Trainer(cfg, data, tmp_path, Accelerator(cpu=True), STRATEGIES[strategy]("mnist"))
+    return Trainer(cfg, data, tmp_path, Accelerator(cpu=True), build_strategy(cfg))
 
 
 class Watch:
@@ -72,17 +73,17 @@ def test_critic_carries_over_between_tasks_exactly(tmp_path):
     snapshots = {}
     end_task = tr.strategy.end_task
 
-    def watch_end(trainer, t):
-        snapshots[t] = copy.deepcopy(trainer.D_raw.state_dict())
-        end_task(trainer, t)
+    def watch_end(ctx):
+        snapshots[ctx.task] = copy.deepcopy(ctx.D_raw.state_dict())
+        end_task(ctx)
 
     begin_task = tr.strategy.begin_task
 
-    def watch_begin(trainer, t):
-        if t == 1:
-            for k, v in trainer.D_raw.state_dict().items():
+    def watch_begin(ctx):
+        if ctx.task == 1:
+            for k, v in ctx.D_raw.state_dict().items():
                 assert torch.equal(v, snapshots[0][k]), k
-        begin_task(trainer, t)
+        begin_task(ctx)
 
     tr.strategy.end_task, tr.strategy.begin_task = watch_end, watch_begin
     tr.train()
@@ -110,8 +111,8 @@ def test_lazy_penalty_every_fourth_critic_step_weighted_by_four(tmp_path, monkey
 def test_r1_weight_is_gamma_over_two_times_k(tmp_path, monkeypatch):
     """With a penalty that is the only term that differs, the loss difference is gamma/2 * k * R1."""
     tr = make(tmp_path, classes="0", loss="ns-r1", critic_iters=1, penalty_every=4, gp_weight=0.5)
-    tr._prepare_models()
-    tr._new_optimizers()
+    tr.prepare_models()
+    tr.new_optimizers()
     monkeypatch.setattr(trainer_module, "r1_penalty", lambda d, x, s=None: torch.tensor(3.0))
     from mergan.data import BatchStream
 
@@ -120,8 +121,8 @@ def test_r1_weight_is_gamma_over_two_times_k(tmp_path, monkeypatch):
     with_penalty = float(tr.critic_step(0, stream, penalty=True))
     # the same batch, noise and weights without the penalty
     tr2 = make(tmp_path, classes="0", loss="ns-r1", critic_iters=1, penalty_every=4, gp_weight=0.5)
-    tr2._prepare_models()
-    tr2._new_optimizers()
+    tr2.prepare_models()
+    tr2.new_optimizers()
     tr2.rng.set_state(state)
     without = float(tr2.critic_step(0, BatchStream(tr2.data.train["0"], 8, 0), penalty=False))
     assert with_penalty - without == pytest.approx(0.5 / 2 * 4 * 3.0, rel=1e-4)
