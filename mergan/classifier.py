@@ -14,7 +14,7 @@ classifiers exist only as TensorFlow checkpoints (LSUN's not at all), so we trai
   split.
 
 All train with Adam and a one-cycle schedule, seeded, with random shifts of up to 2 pixels, and are saved by
-``checkpoints.save_classifier``. The classifier predicts class *names*; a run's conditioning label i is
+``checkpoints.write_classifier``. The classifier predicts class *names*; a run's conditioning label i is
 ``meta['classes'][i]``, so runs with any class order score right. The evaluation takes
 ``assets/classifiers/<dataset>-<hash>.safetensors`` when the repository ships one (it does for mnist5k), else
 ``classifiers/<dataset>-<hash>.safetensors`` under the current directory, else trains that one first (once);
@@ -33,7 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoints import CLASSIFIER_FORMAT, CLASSIFIER_FORMAT_VERSION, load_classifier, save_classifier
+from .checkpoints import (CLASSIFIER_FORMAT, CLASSIFIER_FORMAT_VERSION, CheckpointError, read_classifier,
+                          write_classifier)
 from .data import ASSETS, DIGITS, LSUN_CATEGORIES, load_task_data, to_float
 
 log = logging.getLogger("mergan")
@@ -147,6 +148,25 @@ class Evaluator:
 
     def index(self, name: str) -> int:
         return self.classes.index(name)
+
+
+def save_classifier(path: str | Path, net: nn.Module, meta: dict) -> None:
+    """Save an evaluator (the file format is ``checkpoints.write_classifier``'s)."""
+    write_classifier(path, net.state_dict(), meta)
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Evaluator:
+    """An evaluator from its file; every problem is an ``EvaluationError`` that says what to do."""
+    try:
+        state, meta = read_classifier(path)
+    except CheckpointError as e:
+        raise EvaluationError(str(e)) from e
+    try:
+        net = build_classifier(meta["config"])
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, EvaluationError) as e:
+        raise EvaluationError(f"weights in {path} do not fit its config ({str(e).splitlines()[0]}); delete it") from e
+    return Evaluator(net.to(device).eval(), meta, Path(path))
 
 
 def _shift(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError, load_classifier, load_generator, read_metadata
+from .checkpoints import CheckpointError, load_generator, read_metadata
+from .classifier import load_classifier
 from .classifier import (ARCHS, EPOCHS, MAX_PER_CLASS, EvaluationError, find_or_train_classifier, rate, stack,
                          train_classifier)
 from .data import ASSETS, DataError, load_task_data

@@ -187,7 +187,7 @@ def test_shipped_runs_load_and_show_forgetting():
 def test_shipped_runs_tell_the_story():
     """What the demo is for, scored by the shipped evaluator: after the last task SFT no longer draws the old
     digits, MeRGAN (RA and JTR) still does, and every run has learned the newest one."""
-    from mergan.checkpoints import load_classifier
+    from mergan.classifier import load_classifier
     from mergan.classifier import SHIPPED
     from mergan.metrics import generated_accuracy
 
