@@ -20,3 +20,22 @@ def test_bench_prints_a_consistent_row_per_strategy(capsys):
     # the base game costs the same whatever the labels (joint) or an elementwise penalty (ewc); replays add to it
     assert flops["joint"] == flops["sft"] == flops["ewc"] > 0
     assert flops["jtr"] > flops["dgr"] > flops["ra"] > flops["sft"]
+
+
+def test_quick_preset_row_and_the_paper_cost_line(capsys):
+    bench.main(["--preset", "quick", "--dim", "4", "--iters", "4", "--repeats", "1", "--warmup", "0", "--cpu",
+                "--strategies", "ra"])
+    out = capsys.readouterr().out.splitlines()
+    assert "preset quick: ns-r1" in out[1] and "1 critic step(s)" in out[1] and "penalty every 4" in out[1]
+    med, lo, hi, images = (float(v) for v in out[3].split()[1:5])
+    assert images == pytest.approx(64 * 2 / (med / 1e3), rel=0.01, abs=1)   # one critic batch per update
+    assert out[4].startswith("paper preset, RA at task 4:") and "minutes per MNIST task of 4000 updates" in out[4]
+
+
+def test_time_to_quality_trains_scores_and_says_what_was_reached(tmp_path):
+    lines = bench.time_to_quality([1], eval_samples=64, cpu=True, out_root=str(tmp_path))
+    assert lines[0].startswith("RA,     1 updates per task:") and "cnn32" in lines[0] and "mlp32" in lines[0]
+    assert (tmp_path / "ra-1" / "task_04.safetensors").is_file()
+    # one update per task draws no digits: neither goal is reached, and the report says so
+    assert lines[1:] == ["time to 90% (both evaluators): not reached at these budgets",
+                         "time to 96% (both evaluators): not reached at these budgets"]
