@@ -59,17 +59,33 @@ def _umask() -> int:
     return mask
 
 
+def write_safetensors(path: str | Path, tensors: dict, metadata: dict) -> None:
+    """A safetensors file whose bytes depend only on its content: safetensors writes the header's keys in an
+    order that varies from call to call, so the header is written again with its keys sorted (the tensors'
+    offsets are relative to the header's end and do not change). Atomic, like every write here."""
+    import struct
+
+    from safetensors.torch import save
+
+    raw = save(tensors, metadata=metadata)
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(dict(sorted(header.items())), separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)   # the format aligns the data to 8 bytes
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:]))
+
+
 def save_generator(path: str | Path, G: torch.nn.Module, meta: dict) -> None:
     """Save a generator's weights and its metadata (values JSON-encoded unless already strings)."""
-    from safetensors.torch import save_file
-
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise ValueError(f"generator metadata lacks {missing}")
     strings = {"format": FORMAT, "format_version": FORMAT_VERSION}
     strings.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
     tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=strings))
+    write_safetensors(path, tensors, strings)
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -148,13 +164,11 @@ def write_classifier(path: str | Path, state: dict, meta: dict) -> None:
     """An evaluator's weights as safetensors with its metadata (``format`` and ``format_version`` as strings,
     every other value JSON-encoded). The MLP's weights in float16 (its 1.7M weights: 3.5 MB instead of 7; the
     same predictions on the real test digits, checked when it was trained), the CNNs' in float32."""
-    from safetensors.torch import save_file
-
     half = meta.get("config", {}).get("arch") == "mlp32"
     tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in state.items()}
     strings = {k: v if k in ("format", "format_version") else json.dumps(v) for k, v in meta.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=strings))
+    write_safetensors(path, tensors, strings)
 
 
 def read_classifier(path: str | Path) -> tuple[dict, dict]:
