@@ -142,6 +142,11 @@ def render_table(runs: list[dict]) -> str:
             t = ours_after(r, n)
             cells.append(_cell(_pct(t["average"]) if t else None, paper_acc.get(n, {}).get(s)))
         out.append(f"| after {n} tasks | " + " | ".join(cells) + " |")
+        # The same images scored by the second evaluator, and each class by the lower of the two.
+        for key, label in (("second", "second evaluator"), ("both", "lower of the two per class")):
+            cells = [_pct(t[key]["average"]) if (t := ours_after(r, n)) and key in t else "" for _, _, r in cols]
+            if any(cells):
+                out.append(f"| after {n} tasks, {label} | " + " | ".join(cells) + " |")
     for n in sorted(finals | set(PAPER_REVERSE.get(dataset, {}))):
         final = [(s, r if r and r["tasks"][-1]["tasks_seen"] == n else None) for s, _, r in cols]
         paper_rev = PAPER_REVERSE.get(dataset, {}).get(n, {})
@@ -155,9 +160,13 @@ def render_table(runs: list[dict]) -> str:
             if any(cells):
                 out.append(f"| {label}, after {n} tasks | " + " | ".join(cells) + " |")
     out.append("")
+    second = next((r["second_classifier"] for r in runs if r.get("second_classifier")), None)
     out.append(f"Accuracy: {first.get('eval_samples')} generated images per class seen so far, scored by our "
                f"evaluator (the paper used {PAPER_CLASSIFIER.get(dataset, 'its own classifier')}), unweighted mean "
-               f"over classes. Reverse accuracy: a classifier trained on the final generator's images, tested on "
+               f"over classes."
+               + (f" Second evaluator: {second['arch']} `{second['path']}`, {_pct(second['test_accuracy'])}% on "
+                  f"real {second['test_split']} images, scoring the same generated images." if second else "")
+               + f" Reverse accuracy: a classifier trained on the final generator's images, tested on "
                f"real ones. FID with evaluator features is ours only and not comparable with the paper's Inception "
                f"FID.")
     return "\n".join(out)

@@ -240,6 +240,22 @@ def test_report_renders_table_1_layout(tmp_path, capsys):
     assert report.main([str(tmp_path / "nothing")]) == 1
 
 
+def test_report_shows_the_second_evaluator_and_the_lower_of_the_two(tmp_path, capsys):
+    m = _metrics("ra", "runs/ra", [1.0, 0.9], 0.9, 10.0)
+    for t, second in zip(m["tasks"], ([0.98], [0.97, 0.7])):
+        t["second"] = {"arch": "mlp32", "per_class": dict(zip(t["per_class"], second)),
+                       "average": sum(second) / len(second)}
+        low = {c: min(a, t["second"]["per_class"][c]) for c, a in t["per_class"].items()}
+        t["both"] = {"per_class": low, "average": sum(low.values()) / len(low)}
+    m["second_classifier"] = {"arch": "mlp32", "path": "mlp.safetensors", "test_accuracy": 0.974, "test_split": "test"}
+    (tmp_path / "metrics.json").write_text(json.dumps(m))
+    assert report.main([str(tmp_path / "metrics.json")]) == 0
+    text = capsys.readouterr().out
+    assert "| after 2 tasks, second evaluator |  |  |  |  |  | 83.50 |" in text
+    assert "| after 2 tasks, lower of the two per class |  |  |  |  |  | 80.00 |" in text
+    assert "Second evaluator: mlp32 `mlp.safetensors`, 97.40% on real test images" in text
+
+
 def test_report_lsun_rows_follow_table_2(tmp_path, capsys):
     m = _metrics("ra", "runs/lsun-ra", [0.9, 0.85, 0.8, 0.75], 0.7, 80.0)
     m.update(dataset="lsun", classes=["bedroom", "kitchen", "church_outdoor", "tower"],
