@@ -227,8 +227,12 @@ def budget_note(exp: Experiment) -> str:
         iters, dim, batch = cfg["iters"], cfg["model"]["dim"], cfg.get("batch_size", DEFAULTS["batch_size"])
     except (OSError, ValueError, KeyError, StopIteration):
         return ""
-    note = f"These generators: {iters} generator updates per task, network width {dim}, batch {batch}"
-    if exp.dataset == "mnist" and (iters < 4000 or dim < 32 or batch < 64):
-        note += (" (the paper: 4,000, 32 and 64), a CPU-sized budget: the digits are rougher than the paper's. "
-                 "Their measured accuracy is in the Numbers tab.")
+    loss, critic_iters = cfg.get("loss", DEFAULTS["loss"]), cfg.get("critic_iters", DEFAULTS["critic_iters"])
+    game = ("WGAN-GP, 5 critic steps per update" if (loss, critic_iters) == ("wgan-gp", 5) else
+            f"{'non-saturating loss with R1' if loss == 'ns-r1' else loss}, {critic_iters} critic step(s) per update"
+            + (", weight average delivered" if cfg.get("ema") else ""))
+    note = f"These generators: {iters} generator updates per task, network width {dim}, batch {batch}, {game}"
+    if exp.dataset == "mnist" and (iters < 4000 or dim < 32 or batch < 64 or game.startswith("non")):
+        note += (" (the paper: 4,000 updates, width 32, batch 64, WGAN-GP with 5 critic steps): a CPU-sized "
+                 "setting, not the paper's. Their measured accuracy is in the Numbers tab.")
     return f"*{note}*"
