@@ -40,10 +40,10 @@ PAPER_ITERS = {"mnist": 4000, "svhn": 8000, "lsun": 20000, "folder": 4000}
 PRESETS = {
     "paper": dict(iters=PAPER_ITERS, dim=None, save_every=500, log_every=50),
     "paper-8k": dict(iters={**PAPER_ITERS, "mnist": 8000}, dim=None, save_every=500, log_every=50),
-    # Sized for 2 CPU cores: MNIST, 5 tasks in under 10 minutes per strategy at the paper's accuracy. Every
+    # Sized for 2 CPU cores: MNIST, 5 tasks at the paper's accuracy in 9 (RA) to 13 (JTR) minutes. Every
     # departure from the original is measured in the README's ablation table (scripts/experiments.py):
     # the non-saturating loss with R1 on real images instead of WGAN-GP, one critic step per generator step (the
-    # original's 5 steps with a double-backward penalty each cost about four times as much per update), Adam
+    # original's 5 steps, each with a double-backward penalty, count 3 to 5 times the FLOPs per update), Adam
     # betas (0.5, 0.99), lr 4e-4, R1's gamma 0.1 on every 4th critic step (lazy, weight x4), the weights' moving
     # average (decay 0.995) delivered and replayed, width 16 and 1,500 updates per task; RA's lambda x3.
     "quick": dict(iters={"mnist": 1500, "svhn": 1500, "lsun": 300, "folder": 1500}, dim=16, lr=4e-4,
