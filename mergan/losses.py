@@ -7,24 +7,29 @@ import torch.nn.functional as F
 GP_WEIGHT = 10.0  # WGAN-GP's lambda, mergan.py:102
 
 
+def input_gradient(scores: torch.Tensor, x: torch.Tensor, loss_scale: float | None = None) -> torch.Tensor:
+    """d(sum of the critic's scores)/dx, kept in the graph so that a penalty on it trains the critic. Under fp16
+    loss scaling pass the scaler's current scale: the scores are scaled before differentiation (so small fp16
+    gradients do not flush to zero) and the gradient is unscaled again, as PyTorch's AMP recipe for gradient
+    penalties does."""
+    out = scores.float().sum()
+    if loss_scale is not None:
+        out = out * loss_scale
+    (grad,) = torch.autograd.grad(out, x, create_graph=True)
+    grad = grad.float()
+    return grad / loss_scale if loss_scale is not None else grad
+
+
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
                      loss_scale: float | None = None) -> torch.Tensor:
     """WGAN-GP penalty mean((||grad_x D(x_hat)||_2 - 1)^2) on per-sample interpolates x_hat.
 
-    ``alpha`` has one U(0,1) value per sample. Under fp16 loss scaling pass the scaler's current scale:
-    the critic's output is scaled before differentiation (so small fp16 gradients do not flush to zero)
-    and the gradient is unscaled again, as PyTorch's AMP recipe for gradient penalties does.
+    ``alpha`` has one U(0,1) value per sample; ``loss_scale`` as in ``input_gradient``.
     """
     alpha = alpha.view(-1, *([1] * (real.dim() - 1))).to(real.dtype)
     x_hat = (real + alpha * (fake - real)).detach().requires_grad_(True)
     out, _ = critic(x_hat)
-    out = out.float().sum()
-    if loss_scale is not None:
-        out = out * loss_scale
-    (grad,) = torch.autograd.grad(out, x_hat, create_graph=True)
-    grad = grad.float()
-    if loss_scale is not None:
-        grad = grad / loss_scale
+    grad = input_gradient(out, x_hat, loss_scale)
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
 
 
@@ -39,15 +44,8 @@ def wasserstein_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
 
 def r1_penalty(d_real: torch.Tensor, real: torch.Tensor, loss_scale: float | None = None) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): mean ||grad_x D(x)||^2 on real images ``real`` (which must require grad and
-    have produced ``d_real``). The caller weighs it by gamma / 2. Loss scaling as in ``gradient_penalty``."""
-    out = d_real.float().sum()
-    if loss_scale is not None:
-        out = out * loss_scale
-    (grad,) = torch.autograd.grad(out, real, create_graph=True)
-    grad = grad.float()
-    if loss_scale is not None:
-        grad = grad / loss_scale
-    return grad.pow(2).flatten(1).sum(1).mean()
+    have produced ``d_real``). The caller weighs it by gamma / 2; ``loss_scale`` as in ``input_gradient``."""
+    return input_gradient(d_real, real, loss_scale).pow(2).flatten(1).sum(1).mean()
 
 
 LOSSES = ("wgan-gp", "ns-r1")

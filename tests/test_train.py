@@ -173,6 +173,12 @@ def test_nan_loss_stops_with_one_line_and_keeps_saved_files(tmp_path, capsys, mo
     (["--dataset", "lsun", "--data-dir", "nowhere"], "does not exist"),
     (["--mixed-precision", "fp16", "--cpu"], "fp16 mixed precision needs a CUDA GPU"),
     (["--iters", "0"], "--iters must be at least 1"),
+    (["--betas", "0.5"], "--betas takes two numbers"),
+    (["--betas", "0.5,1.5"], "--betas must each be in [0, 1)"),
+    (["--ema", "1"], "--ema must be in [0, 1)"),
+    (["--critic-iters", "0"], "--critic-iters must be at least 1"),
+    (["--penalty-every", "0"], "--penalty-every must be at least 1"),
+    (["--penalty-weight", "-1"], "--penalty-weight must be 0 or more"),
     (["--batch-size", "1"], "--batch-size must be at least 2"),
     (["--lr", "0"], "--lr must be positive"),
     (["--resume"], "nothing to resume"),
@@ -223,19 +229,6 @@ def test_paper_preset_is_the_original_game_and_quick_its_measured_departures():
                    "--penalty-weight", "10", "--penalty-every", "1", "--ema", "0")
     assert (back.loss, back.critic_iters, back.beta1, back.beta2, back.gp_weight, back.penalty_every,
             back.ema) == ("wgan-gp", 5, 0.0, 0.9, 10.0, 1, 0.0)
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--betas", "0.5"], "--betas takes two numbers"),
-    (["--betas", "0.5,1.5"], "--betas must each be in [0, 1)"),
-    (["--ema", "1"], "--ema must be in [0, 1)"),
-    (["--critic-iters", "0"], "--critic-iters must be at least 1"),
-    (["--penalty-every", "0"], "--penalty-every must be at least 1"),
-    (["--penalty-weight", "-1"], "--penalty-weight must be 0 or more"),
-])
-def test_bad_training_settings_are_refused(args, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
-        _config(*args)
 
 
 def test_command_line_error_exit_code(tmp_path):
