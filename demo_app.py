@@ -191,7 +191,8 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
         log.warning(m)
     status_text = "\n".join(f"- {m}" for m in catalog.messages)
 
-    with gr.Blocks(title="MeRGAN: Memory Replay GANs") as demo:
+    # Files the app writes (generated images) are deleted hourly once an hour old, and all at shutdown.
+    with gr.Blocks(title="MeRGAN: Memory Replay GANs", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# Memory Replay GANs: learning new digits without forgetting old ones\n"
                     "A class-conditional GAN learns one class per task. Trained by plain sequential fine-tuning "
                     "(**SFT**) it forgets the old classes; **MeRGAN** (Wu et al., NeurIPS 2018) replays them with "
@@ -307,6 +308,9 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
     return demo
 
 
+MAX_UPLOAD = "1mb"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default=os.environ.get("MERGAN_RUNS", str(DEFAULT_RUNS)),
@@ -317,7 +321,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)   # gradio's own start-up probes
-    build_demo(args.runs).launch(server_name=args.host, server_port=args.port, ssr_mode=False, share=False)
+    # The app takes no uploads; the limit caps what the upload route accepts from anyone.
+    build_demo(args.runs).launch(server_name=args.host, server_port=args.port, ssr_mode=False, share=False,
+                                 max_file_size=MAX_UPLOAD)
 
 
 if __name__ == "__main__":

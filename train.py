@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=None,
                    help="decay of the generator's weight average that is delivered and replayed; 0 for none "
                         "(default: the preset's; paper 0)")
+    p.add_argument("--replay-batch", type=int, default=None,
+                   help="replays per step, shared by the old classes on digits, per old class on LSUN (default: "
+                        "the preset's; paper: the batch size)")
     p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<strategy>)")
     p.add_argument("--data-dir", default="data", help="where the dataset lives (default ./data)")
     p.add_argument("--mnist-source", default="auto", choices=["auto", "full", "mnist5k"],
@@ -87,7 +90,8 @@ def make_config(args, data) -> RunConfig:
     return resolve(data, dataset=args.dataset, strategy=args.strategy, preset=args.preset, seed=args.seed,
                    iters=args.iters, dim=args.dim, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
                    critic_iters=args.critic_iters, penalty_weight=args.penalty_weight,
-                   penalty_every=args.penalty_every, betas=args.betas, ema=args.ema, save_every=args.save_every,
+                   penalty_every=args.penalty_every, betas=args.betas, ema=args.ema, replay_batch=args.replay_batch,
+                   save_every=args.save_every,
                    ra_lambda=args.ra_lambda, ewc_lambda=args.ewc_lambda)
 
 
@@ -129,16 +133,24 @@ def main(argv=None) -> int:
     log.info("run: %s, strategy %s, %d task(s) %s, %d generator updates per task, model %s, on %s x%d",
              out, cfg.strategy, len(cfg.classes), ",".join(cfg.classes), cfg.iters, cfg.model, acc.device,
              acc.num_processes)
-    if acc.is_main_process:
-        run.write_config(cfg)
-    acc.wait_for_everyone()
-    if args.tensorboard:
-        acc.init_trackers("mergan", config={k: str(v) for k, v in asdict(cfg).items()})
-    trainer = Trainer(cfg, data, out, acc, build_strategy(cfg))
+    fresh = not run.has_config()   # this command starts the run (config.json comes with the first save)
+    existed = out.exists()
     try:
+        if acc.is_main_process:
+            run.remove_temp_files()    # left by a process killed while writing
+        acc.wait_for_everyone()
+        if args.tensorboard:
+            acc.init_trackers("mergan", config={k: str(v) for k, v in asdict(cfg).items()})
+        trainer = Trainer(cfg, data, out, acc, build_strategy(cfg))
         trainer.train(state)
-    except (TrainingError, CheckpointError) as e:
+    except (TrainingError, CheckpointError, DataError) as e:
+        if fresh and acc.is_main_process:
+            run.discard_unstarted(keep_folder=existed)
         return fail(str(e))
+    except MemoryError:
+        if fresh and acc.is_main_process:
+            run.discard_unstarted(keep_folder=existed)
+        return fail("out of memory; lower --dim or --batch-size")
     finally:
         acc.end_training()
     if acc.is_main_process:

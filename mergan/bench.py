@@ -175,7 +175,8 @@ def main(argv=None):
     p.add_argument("--preset", default="paper", help="training settings of this preset (default paper)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one training setting of the preset, e.g. --set loss=wgan-gp --set critic_iters=5 "
-                        "(keys: batch_size, lr, beta1, beta2, critic_iters, gp_weight, loss, penalty_every, ema)")
+                        "(keys: batch_size, lr, beta1, beta2, critic_iters, gp_weight, loss, penalty_every, ema, "
+                        "replay_batch)")
     p.add_argument("--dim", type=int, default=None, help="network width (default: the preset's; paper 32)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the preset's; paper 64)")
     p.add_argument("--iters", type=int, default=5)
@@ -195,7 +196,7 @@ def main(argv=None):
         key, _, value = item.partition("=")
         if key not in TRAINING or not value:
             p.error(f"--set takes KEY=VALUE with KEY one of {', '.join(TRAINING)}; got {item!r}")
-        args.overrides[key] = type(DEFAULTS[key])(value)
+        args.overrides[key] = (int if DEFAULTS[key] is None else type(DEFAULTS[key]))(value)
     if args.task < 1:
         p.error("--task must be at least 1 so that replay strategies have old classes")
     torch.manual_seed(0)

@@ -74,12 +74,26 @@ def rel(path: Path) -> str:
         return str(path)
 
 
+# A runs folder may come from anywhere (a Space serving a repository, --runs DIR): what one run may ask of the demo.
+MAX_CLASSES = 20        # classes (= tasks) per run shown; the paper's largest has 10
+MAX_MESSAGE = 300       # characters of one message (a crafted value is not echoed in full)
+
+
+def _short(text: str, n: int = MAX_MESSAGE) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def _load_run(folder: Path, messages: list[str]) -> Run | None:
     try:
         cfg = RunFolder(folder).read_config()
-        run = Run(folder.name, folder, str(cfg["strategy"]), str(cfg["dataset"]), [str(c) for c in cfg["classes"]])
+        classes = cfg["classes"]
+        if not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES:
+            raise ValueError(f"'classes' must be a list of 1 to {MAX_CLASSES} names")
+        run = Run(folder.name, folder, _short(cfg["strategy"], 40), _short(cfg["dataset"], 40),
+                  [_short(c, 40) for c in classes])
     except (OSError, ValueError, KeyError, TypeError) as e:
-        messages.append(f"skipped `{rel(folder)}`: its config.json is unreadable ({type(e).__name__}: {e})")
+        messages.append(_short(f"skipped `{rel(folder)}`: its config.json is unusable ({type(e).__name__}: {e})"))
         return None
     files = RunFolder(folder).task_files()
     if not files:
@@ -89,14 +103,15 @@ def _load_run(folder: Path, messages: list[str]) -> Run | None:
         try:
             G, meta = load_generator(path)
         except CheckpointError as e:
-            messages.append(f"skipped `{rel(path)}`: {e}")
+            messages.append(_short(f"skipped `{rel(path)}`: {e}"))
             continue
         expected = run.classes[: t + 1]   # a joint run's one task is its last
         got = [str(c) for c in meta.get("classes", [])]
         if meta.get("dataset") != run.dataset or got != expected or meta.get("task") != t:
-            messages.append(f"skipped `{rel(path)}`: it holds dataset {meta.get('dataset')}, task "
-                            f"{meta.get('task')}, classes {','.join(got)}, but its run's config.json says dataset "
-                            f"{run.dataset}, task {t}, classes {','.join(expected)}; it belongs to another run")
+            messages.append(_short(f"skipped `{rel(path)}`: it holds dataset {meta.get('dataset')}, task "
+                                   f"{meta.get('task')}, classes {','.join(got)}, but its run's config.json says "
+                                   f"dataset {run.dataset}, task {t}, classes {','.join(expected)}; it belongs to "
+                                   f"another run"))
             continue
         run.generators[t] = G
     if not run.generators:

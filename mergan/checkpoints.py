@@ -35,18 +35,44 @@ class CheckpointError(Exception):
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file over ``path``."""
+    """Call ``write(tmp_path)`` then rename the temporary file over ``path``. Any failure (a full disk, a
+    read-only or missing folder) raises ``CheckpointError`` saying so, and the previous file is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make run folders unreadable to others
         os.replace(tmp, path)
+    except Exception as e:
+        raise CheckpointError(f"cannot write {path}: {_write_failure(e, path.parent)}; the previous file (if any) "
+                              f"is unchanged") from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _write_failure(e: Exception, folder: Path) -> str:
+    """Why a write failed, in words a user can act on."""
+    import errno
+    import shutil
+
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return "the disk is full; free some space and run the same command with --resume"
+    if isinstance(e, OSError) and e.errno == errno.EROFS:
+        return "the file system is read-only; choose another --out"
+    if isinstance(e, PermissionError):
+        return "permission denied; make the folder writable or choose another --out"
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        return "a file stands where a folder is needed; choose another --out"
+    try:
+        if shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.exists())).free < 1 << 20:
+            return "the disk is full; free some space and run the same command with --resume"
+    except (OSError, StopIteration):
+        pass
+    return f"{type(e).__name__}: {str(e)[:100]}"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -114,9 +140,34 @@ def read_metadata(path: str | Path) -> dict:
         except json.JSONDecodeError:
             meta[k] = v
     missing = [k for k in REQUIRED_META if k not in meta]
-    if missing or not isinstance(meta.get("model"), dict) or meta["model"].get("arch") not in ARCHS:
-        raise CheckpointError(f"{path} lacks metadata {missing or ['model']}; it was not written by train.py")
+    if missing:
+        raise CheckpointError(f"{path} lacks metadata {missing}; it was not written by train.py")
+    check_model(path, meta["model"])
     return meta
+
+
+# Sane bounds for the sizes in a generator's metadata, checked before anything is built from them (a crafted
+# file must not make the loader allocate gigabytes): the widest known model is LSUN's (dim 64, z 128).
+MODEL_BOUNDS = {"z_dim": (1, 4096), "n_classes": (1, 1000), "dim": (1, 1024), "channels": (1, 4), "seen": (1, 1000)}
+
+
+def check_model(path: str | Path, model: dict) -> None:
+    """Refuse (``CheckpointError``) a generator's model metadata that is not a known architecture with integer
+    sizes within ``MODEL_BOUNDS`` (``read_metadata`` checks every file)."""
+    if not isinstance(model, dict) or model.get("arch") not in ARCHS:
+        raise CheckpointError(f"{path}: metadata 'model' names no known architecture ({', '.join(ARCHS)}); "
+                              f"the file was not written by train.py")
+    if model.get("replay") not in (None, "dgr"):
+        raise CheckpointError(f"{path}: metadata 'model.replay' is {str(model['replay'])[:40]!r}, not 'dgr'; "
+                              f"the file is corrupt")
+    keys = [k for k in MODEL_BOUNDS if k != "seen" or model.get("replay") == "dgr"]
+    for key in keys:
+        value = model.get(key)
+        lo, hi = MODEL_BOUNDS[key]
+        if type(value) is not int or not lo <= value <= hi:
+            raise CheckpointError(f"{path}: metadata 'model.{key}' is {str(value)[:40]!r}, not an integer in "
+                                  f"[{lo}, {hi}]; the file is corrupt or crafted: use a task file written by "
+                                  f"train.py")
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -124,34 +175,67 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
 
     ``meta['classes']`` lists the class names in task order; conditioning label i draws class i.
     The generator is returned in eval mode with gradients off (batch norm still uses batch statistics).
+    Nothing is built before the metadata's sizes are checked and the network they describe (built without
+    memory, on the meta device) is found to have exactly the file's tensor names and shapes.
     """
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    meta = read_metadata(path)
-    G = build_generator(meta["model"])
+    meta = read_metadata(path)   # sizes checked (check_model)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_generator(meta["model"]).state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:
+        raise CheckpointError(f"cannot read the tensors in {path} ({e}); it may be truncated: re-copy it") from e
+    if found != expected:
+        wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
+        raise CheckpointError(f"the tensors in {path} do not fit its model metadata (first: {wrong[0]}); the file "
+                              f"is corrupt: re-copy it or retrain that task")
     try:
         state = load_file(str(path))
     except Exception as e:
-        raise CheckpointError(f"cannot read the weights in {path} ({e}); it may be truncated: re-copy it")
-    try:
-        G.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise CheckpointError(f"weights in {path} do not fit its model metadata ({first}); the file is corrupt")
+        raise CheckpointError(f"cannot read the weights in {path} ({e}); it may be truncated: re-copy it") from e
+    G = build_generator(meta["model"])
+    G.load_state_dict(state)
     G.eval().requires_grad_(False)
     return G.to(device), meta
 
 
 def save_state(path: str | Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """The training state, atomically. Serialised in memory first: ``torch.save`` to a path names the archive's
+    records after the file, and the temporary file's name is random, so the same state would give other bytes."""
+    def write(tmp):
+        import io
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        Path(tmp).write_bytes(buf.getvalue())
+
+    atomic_write(path, write)
+
+
+STATE_KEYS = {"task": int, "iter": int, "task_done": bool, "G": dict, "D": dict, "rng": list, "strategy": dict}
 
 
 def load_state(path: str | Path) -> dict:
+    """A training state saved by ``save_state``, checked for the fields training needs (weights-only load:
+    no pickled code runs)."""
+    advice = ("the finished tasks' generators stay usable; restore state.pt from a copy, or train into "
+              "another --out")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"cannot read training state {path} ({type(e).__name__}); it is corrupt: delete it "
-                              f"to restart from the last finished task")
+        raise CheckpointError(f"cannot read training state {path} ({type(e).__name__}); it is corrupt: {advice}")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a training state written by train.py: {advice}")
+    for key, kind in STATE_KEYS.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CheckpointError(f"{path} is not a training state written by train.py (its {key!r} is missing or "
+                                  f"not a {kind.__name__}): {advice}")
+    return state
 
 
 # ----------------------------------------------------------------------------------------------- evaluators

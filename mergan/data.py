@@ -136,6 +136,13 @@ def load_svhn(data_dir: Path) -> tuple[dict, str]:
             raise DataError(f"cannot read {path}: {e}; download it again")
         if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
             raise DataError(f"{path} has images of shape {x.shape}, expected (32, 32, 3, N)")
+        if x.dtype != np.uint8:   # the official files hold uint8 pixels; others must be whole numbers 0-255
+            if not (np.issubdtype(x.dtype, np.number) and np.isfinite(x).all() and x.min() >= 0 and x.max() <= 255):
+                raise DataError(f"{path} has {x.dtype} pixels outside 0-255; SVHN's .mat files hold uint8 pixels: "
+                                f"download it again")
+            x = np.rint(x).astype(np.uint8)
+        if not np.isin(y, np.arange(1, 11)).all():
+            raise DataError(f"{path} has labels outside 1-10; SVHN's .mat files label digits 1-10: download it again")
         y[y == 10] = 0
         x = np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # HWCN -> NCHW
         splits[split] = (torch.from_numpy(x), torch.from_numpy(y))
@@ -159,12 +166,41 @@ class TensorImages(Dataset):
         return self.images[i]
 
 
-def decode_image(data: bytes | Path, size: int, channels: int, crop: bool) -> torch.Tensor:
-    """Decode an image file to uint8 (C, size, size): LSUN is resized directly, folders center-cropped."""
+def _to_8bit(img, name: str):
+    """An image of 16-bit or float pixels as 8-bit, scaled to its format's range (PIL's own conversion clips
+    16-bit values at 255, which turns the image white); float pixels must lie in [0, 1]."""
     from PIL import Image
 
-    img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-    img = img.convert("L" if channels == 1 else "RGB")
+    arr = np.asarray(img)
+    if img.mode.startswith("I"):         # 16- or 32-bit integers: 16-bit PNG/TIFF data
+        if arr.min() < 0 or arr.max() > 65535:
+            raise DataError(f"{name} has 32-bit pixel values outside 0-65535; save it as an 8- or 16-bit image")
+        arr = arr.astype(np.float64) / 257.0
+    else:                                # "F": float pixels
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise DataError(f"{name} has float pixels outside [0, 1]; save it as an 8-bit image")
+        arr = arr.astype(np.float64) * 255.0
+    return Image.fromarray(np.rint(arr).astype(np.uint8), mode="L")
+
+
+def decode_image(data: bytes | Path, size: int, channels: int, crop: bool, name: str | None = None) -> torch.Tensor:
+    """Decode an image file to uint8 (C, size, size): LSUN is resized directly, folders center-cropped. A file
+    that is not an image (or is truncated) raises ``DataError`` naming it (``name``: an lmdb key, or the path)."""
+    from PIL import Image
+
+    name = name or str(data)
+    try:
+        img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+        img.load()
+        if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            img = _to_8bit(img, name)
+        img = img.convert("L" if channels == 1 else "RGB")
+    except DataError:
+        raise
+    except PermissionError as e:
+        raise DataError(f"cannot read {name}: permission denied; make it readable or remove it") from e
+    except (OSError, ValueError, SyntaxError) as e:   # PIL's errors for unknown, truncated or broken files
+        raise DataError(f"{name} is not a readable image ({type(e).__name__}); remove or replace it") from e
     if crop:
         w, h = img.size
         s = min(w, h)
@@ -226,7 +262,8 @@ class LmdbImages(Dataset):
     def __getitem__(self, i):
         with _lmdb_env(self.path).begin() as txn:
             data = txn.get(self.keys[i])
-        return decode_image(bytes(data), self.size, 3, crop=False)
+        key = self.keys[i].decode("utf-8", "replace")
+        return decode_image(bytes(data), self.size, 3, crop=False, name=f"lmdb {self.path} key {key[:60]!r}")
 
 
 class FileImages(Dataset):
@@ -311,6 +348,8 @@ def load_task_data(dataset: str, data_dir: str | Path, classes: str | None = Non
     data_dir = Path(data_dir)
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if lsun_cap < 1:
+        raise DataError(f"--lsun-cap must be at least 1 image per class (paper: 100,000), got {lsun_cap}")
     if dataset in ("mnist", "svhn"):
         order = parse_classes(classes, DIGITS, dataset)
         splits, source = load_mnist(data_dir, mnist_source) if dataset == "mnist" else load_svhn(data_dir)
@@ -410,9 +449,19 @@ class BatchStream:
 
     def __next__(self):
         if self._loader is not None:
-            batch = next(self._loader)
+            try:
+                batch = next(self._loader)
+            except DataError as e:   # raised in a worker: its message ends with the original one
+                self.close()
+                raise DataError(str(e).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
         else:
             idx = batch_indices(self.n, self.batch_size, self.seed, self.k).tolist()
             batch = _collate([self.dataset[i] for i in idx])
         self.k += 1
         return batch
+
+    def close(self) -> None:
+        """Stop the decoding workers now (not whenever the garbage collector gets to them)."""
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            getattr(loader, "_shutdown_workers", lambda: None)()

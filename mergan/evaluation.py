@@ -43,13 +43,17 @@ def run_checkpoints(run_dir: Path) -> list[tuple[Path, dict]]:
     files = [p for _, p in RunFolder(run_dir).task_files()]
     if not files:
         raise EvaluationError(f"{run_dir} holds no task_XX.safetensors; train it first with train.py --out {run_dir}")
-    found = [(p, read_metadata(p)) for p in files]
+    found = [(p, read_metadata(p)) for p in files]   # sizes refused before anything is built from them
     first = found[0][1]
 
     def arch(meta):  # what must be shared by a run's tasks ("seen" grows with DGR's tasks)
         return {k: v for k, v in meta["model"].items() if k != "seen"}
 
-    for p, meta in found:
+    for (number, _), (p, meta) in zip(RunFolder(run_dir).task_files(), found):
+        task, classes = meta["task"], meta["classes"]
+        if type(task) is not int or task != number or not isinstance(classes, list) or len(classes) != task + 1:
+            raise EvaluationError(f"{p} holds task {str(task)[:20]} of classes {str(classes)[:60]}, not what its "
+                                  f"name says (task {number}); restore the run's original file names")
         if meta["dataset"] != first["dataset"] or arch(meta) != arch(first):
             raise EvaluationError(f"{p} is from another run (dataset {meta['dataset']}, model {meta['model']}) "
                                   f"than {found[0][0].name}; keep one run per folder")
@@ -100,8 +104,9 @@ def evaluate_run(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0, d
     """
     start = time.time()
     run_dir = Path(run_dir)
-    if eval_samples < 2:
-        raise EvaluationError(f"eval_samples must be at least 2, got {eval_samples}")
+    if not 2 <= eval_samples <= 100_000:
+        raise EvaluationError(f"--eval-samples must be between 2 and 100,000 per class (paper 6,400), got "
+                              f"{eval_samples}")
     if inception_weights and not Path(inception_weights).is_file():
         raise EvaluationError(f"no Inception weights at {inception_weights}; give a local file or leave it out")
     checkpoints = run_checkpoints(run_dir)

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from .checkpoints import atomic_write_text
+from .checkpoints import CheckpointError, atomic_write_text
 from .config import DEFAULTS, PAPER_ITERS
 from .naming import PAPER_COLUMNS, percent
 from .runs import RunFolder
@@ -189,13 +189,20 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="also write the Markdown to this file")
     args = p.parse_args(argv)
     try:
-        text = render([load_metrics(r) for r in args.runs])
-    except ReportError as e:
+        runs = [load_metrics(r) for r in args.runs]
+        for run, m in zip(args.runs, runs):   # a field of the wrong type: say which file, not a traceback
+            try:
+                render([m])
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+                raise ReportError(f"{run}: its metrics.json has a missing or malformed field ({type(e).__name__}: "
+                                  f"{str(e)[:60]}); evaluate the run again: python train.py --test --out RUN") from e
+        text = render(runs)
+        if args.out:
+            atomic_write_text(args.out, text)
+    except (ReportError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(text, end="")
-    if args.out:
-        atomic_write_text(args.out, text)
     return 0
 
 

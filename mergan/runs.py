@@ -1,6 +1,6 @@
 """The run folder: the one owner of its layout and of the decision to start, resume or extend a run.
 
-    RUN/config.json             the run's settings (``config.RunConfig``), written when training starts
+    RUN/config.json             the run's settings (``config.RunConfig``), written with the first state
     RUN/task_XX.safetensors     the generator delivered after task XX (``checkpoints.save_generator``)
     RUN/state.pt                the resumable training state (``checkpoints.save_state``)
     RUN/metrics.json            the evaluation (``evaluation.evaluate_run``)
@@ -12,8 +12,9 @@ import json
 import re
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
-from .checkpoints import CheckpointError, atomic_write_text, load_state
+from .checkpoints import CheckpointError, atomic_write, atomic_write_text, load_state
 from .config import RunConfig
 
 TASK_FILE = re.compile(r"task_(\d+)\.safetensors")
@@ -45,6 +46,10 @@ class RunFolder:
     def sample_path(self, task: int) -> Path:
         return self.path / "samples" / f"task_{task:02d}.png"
 
+    def delivered(self, task: int) -> bool:
+        """Both of a finished task's files are there: its generator and its sample grid."""
+        return self.task_path(task).is_file() and self.sample_path(task).is_file()
+
     def task_files(self) -> list[tuple[int, Path]]:
         """(task, path) of every generator file in the folder, in task order."""
         if not self.path.is_dir():
@@ -61,8 +66,47 @@ class RunFolder:
         return json.loads(self.config_path.read_text())
 
     def write_config(self, cfg: RunConfig) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config_path, json.dumps(asdict(cfg), indent=2) + "\n")
+
+    def write_config_with(self, cfg: RunConfig, save: Callable[[], None]) -> None:
+        """Write the settings, then ``save()`` (the first state); if that fails, put the previous settings back
+        (none, or an extended run's), so that a failed save leaves the folder as it was."""
+        previous = self.config_path.read_bytes() if self.has_config() else None
+        self.write_config(cfg)
+        try:
+            save()
+        except Exception:
+            try:
+                if previous is None:
+                    self.config_path.unlink(missing_ok=True)
+                else:
+                    atomic_write(self.config_path, lambda tmp: Path(tmp).write_bytes(previous))
+            except (OSError, CheckpointError):
+                pass
+            raise
+
+    def remove_temp_files(self) -> None:
+        """Delete the temporary files of writes that a killed process never finished (``checkpoints.atomic_write``
+        names them ``.<target>.<random>.tmp``); finished files are never temporary."""
+        for folder in (self.path, self.path / "samples"):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+
+    def discard_unstarted(self, keep_folder: bool = False) -> None:
+        """Undo a start that failed before anything was trained: remove ``config.json`` (and the folders left
+        empty), so that the same command starts afresh. A folder with a state or a task file is left alone."""
+        if self.state_path.exists() or self.task_files():
+            return
+        try:
+            self.config_path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        for folder in (self.path / "samples", self.path / "logs", *(() if keep_folder else (self.path,))):
+            try:
+                folder.rmdir()   # only if empty
+            except OSError:
+                pass
 
     def has_metrics(self) -> bool:
         return self.metrics_path.is_file()
@@ -84,6 +128,11 @@ class RunFolder:
         ``one_task``: the strategy trains every class in one task (joint), so its run cannot be extended.
         """
         out = self.path
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; choose a folder (new or empty) for the run")
+        above = next((p for p in out.parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise ValueError(f"--out {out} is below {above}, which is a file; choose a folder elsewhere")
         if not self.has_config():
             if resume:
                 raise ValueError(f"nothing to resume in {out}: it holds no run; drop --resume to start one")
@@ -110,7 +159,12 @@ class RunFolder:
         if one_task and len(cfg.classes) != len(saved["classes"]):
             raise ValueError("a joint run trains all its classes at once and cannot be extended; "
                              "use another --out for a joint run on more classes")
-        if n_done >= len(cfg.classes):
+        # Stopped between the task's state and its generator file: --resume writes the file from the state.
+        undelivered = state["task_done"] and not self.delivered(state["task"])
+        if undelivered and not resume:
+            raise ValueError(f"{out} holds a run stopped after task {state['task']} before its files were "
+                             f"written; pass --resume to write them and continue")
+        if n_done >= len(cfg.classes) and not undelivered:
             return None, (f"{out} already has all {len(cfg.classes)} tasks; nothing to train (add classes to "
                           f"extend it)")
         if n_done < len(saved["classes"]) and not resume:
@@ -118,7 +172,7 @@ class RunFolder:
                 f"in task {state['task']}, iteration {state['iter']}"
             raise ValueError(f"{out} holds an interrupted run ({where}); pass --resume to continue it, "
                              f"or choose another --out")
-        done_tasks = [] if one_task else range(state["task"] + int(state["task_done"]))
+        done_tasks = [] if one_task else range(state["task"])
         for t in done_tasks:
             if not self.task_path(t).is_file():
                 raise CheckpointError(f"{self.task_path(t)} is missing, but the run's state says that task is "

@@ -59,6 +59,7 @@ class Context:
     model: dict                                 # the generator's constructor arguments
     load_generator: Callable[[int], torch.nn.Module]  # the generator saved after task i, frozen
     reduce_mean: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # the mean over processes
+    replay_batch: int | None = None             # replays per step (digits: shared; None: the batch size)
 
     @property
     def n_seen(self) -> int:
@@ -139,11 +140,12 @@ def replay_batch(ctx: Context):
     """Fresh noise and labels for the old classes 0..t-1, class by class in equal consecutive chunks: (z, y).
 
     Digits share one batch (``batch_size // t`` per class, ``mergan.py:276``); LSUN gives each old class a full
-    batch (``mergan.py:307``). Generate it with ``groups=t``: each class keeps its own batch statistics, as the
+    batch (``mergan.py:307``). ``ctx.replay_batch``, if set, takes the batch size's place. Generate it with ``groups=t``: each class keeps its own batch statistics, as the
     original's one forward call per class, in one call.
     """
     t = ctx.task
-    n = max(2, ctx.batch_size // t) if ctx.reduce_replay else ctx.batch_size
+    size = ctx.replay_batch or ctx.batch_size
+    n = max(2, size // t) if ctx.reduce_replay else size
     y = torch.arange(t, device=ctx.device).repeat_interleave(n)
     return ctx.noise(n * t), y
 

@@ -50,6 +50,7 @@ class Trainer:
             self.G_ema = build_generator(cfg.model).requires_grad_(False)
             self.G_ema.load_state_dict(self.G_raw.state_dict())
         self.ctx: Context | None = None
+        self._config_saved = False
         self.rng = torch.Generator().manual_seed(cfg.seed * 7919 + 104729 * accelerator.process_index)
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -85,7 +86,7 @@ class Trainer:
                        noise=self.noise, labels=self.labels, autocast=self.autocast, rng=self.rng,
                        device=self.device, batch_size=self.batch_size, reduce_replay=self.reduce_replay,
                        loss=self.cfg.loss, model=self.cfg.model, load_generator=self.load_previous,
-                       reduce_mean=self.reduce_mean)
+                       reduce_mean=self.reduce_mean, replay_batch=self.cfg.replay_batch)
 
     def _ctx(self, t: int) -> Context:
         if self.ctx is None or self.ctx.task != t:
@@ -182,7 +183,11 @@ class Trainer:
     def _save_state(self, t: int, it: int, done: bool) -> None:
         state = self._state(t, it, done)  # every process joins the gather
         if self.acc.is_main_process:
-            save_state(self.run.state_path, state)
+            if self._config_saved:
+                save_state(self.run.state_path, state)
+            else:   # the settings come with the first save: a run that saved nothing changed nothing
+                self.run.write_config_with(self.cfg, lambda: save_state(self.run.state_path, state))
+                self._config_saved = True
         self.acc.wait_for_everyone()
 
     def _check_finite(self, t: int, it: int, d_loss, g_loss) -> None:
@@ -196,7 +201,8 @@ class Trainer:
         c = self.cfg
         return {"strategy": c.strategy, "task": t, "classes": c.classes[: t + 1], "dataset": c.dataset,
                 "data_source": c.data_source, "iters": iters, "seed": c.seed, "batch_size": c.batch_size, "lr": c.lr, "loss": c.loss,
-                "critic_iters": c.critic_iters, "ema": c.ema}
+                "critic_iters": c.critic_iters, "ema": c.ema,
+                **({"replay_batch": c.replay_batch} if c.replay_batch else {})}
 
     # ------------------------------------------------------------------------------------------ loop
     def train(self, state: dict | None = None) -> None:
@@ -222,6 +228,9 @@ class Trainer:
             if state["task_done"]:
                 start_task, start_iter = state["task"] + 1, 0
         self.prepare_models()
+        if state is not None and state["task_done"] and not self.run.delivered(state["task"]):
+            log.info("writing task %d's files from the saved state (the run stopped before them)", state["task"])
+            self.deliver(state["task"], iters)
         for t in tasks:
             if t < start_task:
                 continue
@@ -266,12 +275,19 @@ class Trainer:
             self._iterate(t, iters, start_iter, stream, bar)
         finally:
             bar.close()
+            stream.close()
         self.strategy.end_task(self.ctx)
-        if acc.is_main_process:
-            deliverable, model = self.strategy.deliverable(self.ctx)
-            save_generator(self.run.task_path(t), deliverable, {**self._meta(t, iters), "model": model})
-            save_png(class_grid(deliverable, self.ctx.n_seen, 10, cfg.sample_seed),
-                     self.run.sample_path(t))
-            log.info("task %d (%s) done: %s", t, name, self.run.task_path(t))
+        # The state first: a run stopped before its task file is written resumes by writing it (``train``).
         self._save_state(t, iters + 1, done=True)
+        self.deliver(t, iters)
+        log.info("task %d (%s) done: %s", t, name, self.run.task_path(t))
+
+    def deliver(self, t: int, iters: int) -> None:
+        """Write task ``t``'s generator and its sample grid."""
+        if self.acc.is_main_process:
+            ctx = self._ctx(t)
+            deliverable, model = self.strategy.deliverable(ctx)
+            save_generator(self.run.task_path(t), deliverable, {**self._meta(t, iters), "model": model})
+            save_png(class_grid(deliverable, ctx.n_seen, 10, self.cfg.sample_seed), self.run.sample_path(t))
+        self.acc.wait_for_everyone()
 

@@ -86,6 +86,19 @@ def test_replay_sizes_digits_share_one_batch_lsun_full_batches():
     assert replay_sizes(tr, 3) == [64, 64, 64]
 
 
+def test_replay_batch_setting_takes_the_batch_sizes_place():
+    """The quick preset's 32 replays per step: shared on digits (8 per class at task 4), per class on LSUN."""
+    tr = Nets()
+    ctx = tr.ctx(4)
+    ctx.replay_batch = 32
+    _, y = replay_batch(ctx)
+    assert torch.bincount(y).tolist() == [8, 8, 8, 8]
+    tr.reduce_replay = False
+    ctx = tr.ctx(2)
+    ctx.replay_batch = 32
+    assert torch.bincount(replay_batch(ctx)[1]).tolist() == [32, 32]
+
+
 def test_ra_lambdas_as_paper():
     assert RA_LAMBDA["mnist"] == 1e-3 and RA_LAMBDA["svhn"] == 1e-2 and RA_LAMBDA["lsun"] == 1e-3
     assert STRATEGIES["ra"](lam=0.5).lam == 0.5

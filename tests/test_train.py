@@ -172,15 +172,28 @@ def test_nan_loss_stops_with_one_line_and_keeps_saved_files(tmp_path, capsys, mo
     (["--dataset", "svhn", "--data-dir", "nowhere"], "train_32x32.mat"),
     (["--dataset", "lsun", "--data-dir", "nowhere"], "does not exist"),
     (["--mixed-precision", "fp16", "--cpu"], "fp16 mixed precision needs a CUDA GPU"),
-    (["--iters", "0"], "--iters must be at least 1"),
+    (["--iters", "0"], "--iters must be between 1"),
     (["--betas", "0.5"], "--betas takes two numbers"),
     (["--betas", "0.5,1.5"], "--betas must each be in [0, 1)"),
+    (["--betas", "nan,0.9"], "--betas must each be in [0, 1)"),
     (["--ema", "1"], "--ema must be in [0, 1)"),
+    (["--ema", "nan"], "--ema must be in [0, 1)"),
     (["--critic-iters", "0"], "--critic-iters must be at least 1"),
     (["--penalty-every", "0"], "--penalty-every must be at least 1"),
-    (["--penalty-weight", "-1"], "--penalty-weight must be 0 or more"),
-    (["--batch-size", "1"], "--batch-size must be at least 2"),
-    (["--lr", "0"], "--lr must be positive"),
+    (["--penalty-weight", "-1"], "--penalty-weight must be a finite number, 0 or more"),
+    (["--penalty-weight", "inf"], "--penalty-weight must be a finite number, 0 or more"),
+    (["--batch-size", "1"], "--batch-size must be between 2"),
+    (["--batch-size", "100000"], "--batch-size must be between 2"),
+    (["--replay-batch", "1"], "--replay-batch must be between 2"),
+    (["--lr", "0"], "--lr must be a number in (0, 1)"),
+    (["--lr", "inf"], "--lr must be a number in (0, 1)"),
+    (["--lr", "nan"], "--lr must be a number in (0, 1)"),
+    (["--ra-lambda", "nan"], "--ra-lambda must be a finite number, 0 or more"),
+    (["--ra-lambda", "-1"], "--ra-lambda must be a finite number, 0 or more"),
+    (["--ewc-lambda", "inf"], "--ewc-lambda must be a finite number, 0 or more"),
+    (["--dim", "100000"], "--dim must be between 1 and 1024"),
+    (["--save-every", "0"], "--save-every must be at least 1"),
+    (["--lsun-cap", "0"], "--lsun-cap must be at least 1"),
     (["--resume"], "nothing to resume"),
 ])
 def test_bad_input_one_clear_line(tmp_path, capsys, args, message):
@@ -194,7 +207,7 @@ def test_bad_input_one_clear_line(tmp_path, capsys, args, message):
     (["--preset", "paper"], 1e-4, 64, 1e-3),                         # the paper's values
     (["--preset", "paper", "--dataset", "svhn"], 1e-4, 64, 1e-2),
     (["--preset", "paper", "--batch-size", "32"], 1e-4, 32, 2e-3),   # the summed RA term keeps its balance
-    (["--preset", "quick"], 4e-4, 64, 3e-3),                         # the CPU-sized preset, as documented
+    (["--preset", "quick"], 4e-4, 64, 6e-3),                         # the CPU-sized preset: x3, and x2 for 32 replays
     (["--preset", "quick", "--ra-lambda", "1e-3", "--lr", "1e-4"], 1e-4, 64, 1e-3),  # explicit values win
 ])
 def test_preset_settings(args, lr, batch, ra_lambda):
@@ -224,6 +237,7 @@ def test_paper_preset_is_the_original_game_and_quick_its_measured_departures():
     quick = _config("--preset", "quick")
     assert (quick.loss, quick.critic_iters, quick.beta1, quick.beta2, quick.gp_weight, quick.penalty_every,
             quick.ema, quick.iters, quick.model["dim"]) == ("ns-r1", 1, 0.5, 0.99, 0.1, 4, 0.995, 1500, 16)
+    assert (paper.replay_batch, quick.replay_batch) == (None, 32)   # the original: one batch of replays
     # every setting can be set back to the original's from the command line
     back = _config("--preset", "quick", "--loss", "wgan-gp", "--critic-iters", "5", "--betas", "0,0.9",
                    "--penalty-weight", "10", "--penalty-every", "1", "--ema", "0")
