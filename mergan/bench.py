@@ -46,7 +46,8 @@ def make_trainer(strategy: str, dim: int | None, task: int, cpu: bool, mixed_pre
     """A trainer at the start of task ``task`` of MNIST, its previous generator a copy of its own."""
     from accelerate import Accelerator
 
-    from .data import BatchStream, load_task_data
+    from .batches import BatchStream
+    from .data import load_task_data
     from .config import resolve
     from .strategies import build_strategy
     from .trainer import Trainer

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 
 from .checkpoints import (CLASSIFIER_FORMAT, CLASSIFIER_FORMAT_VERSION, CheckpointError, read_classifier,
                           write_classifier)
-from .data import ASSETS, DIGITS, LSUN_CATEGORIES, load_task_data, to_float
+from .batches import to_float
+from .data import ASSETS, DIGITS, LSUN_CATEGORIES, load_task_data
 
 log = logging.getLogger("mergan")
 

@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from .data import to_float
+from .batches import to_float
 from .losses import aux_classifier_loss, critic_loss, generator_loss, replay_alignment
 
 log = logging.getLogger("mergan")

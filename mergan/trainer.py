@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .batches import BatchStream
 from .checkpoints import load_generator, save_generator, save_state
-from .data import BatchStream, TaskData
 from .config import RunConfig
+from .data import TaskData
 from .losses import aux_classifier_loss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from .models import build_critic, build_generator
 from .runs import RunFolder

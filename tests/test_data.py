@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 import mergan.data as data
-from mergan.data import (BatchStream, DataError, TensorImages, batch_indices, load_task_data, parse_classes,
-                         read_idx, to_float)
+from mergan.batches import BatchStream, batch_indices, to_float
+from mergan.data import DataError, TensorImages, load_task_data, parse_classes, read_idx
 
 
 # ----------------------------------------------------------------------------------------------- helpers

@@ -12,7 +12,8 @@ import train
 from mergan import classifier, evaluation, report
 from mergan.classifier import load_classifier, save_classifier
 from mergan.classifier import cache_name, per_class_accuracy, train_classifier
-from mergan.data import load_mnist, load_task_data, to_float
+from mergan.batches import to_float
+from mergan.data import load_mnist, load_task_data
 from mergan.metrics import frechet_distance, generated_accuracy
 
 

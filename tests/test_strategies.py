@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from mergan.losses import aux_classifier_loss
 from mergan.models import build_critic, build_generator, model_config
 from mergan.config import DEFAULTS, RA_LAMBDA, default_ra_lambda
-from mergan.data import to_float
+from mergan.batches import to_float
 from mergan.strategies import STRATEGIES, Context, replay_batch
 
 

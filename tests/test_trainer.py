@@ -114,7 +114,7 @@ def test_r1_weight_is_gamma_over_two_times_k(tmp_path, monkeypatch):
     tr.prepare_models()
     tr.new_optimizers()
     monkeypatch.setattr(trainer_module, "r1_penalty", lambda d, x, s=None: torch.tensor(3.0))
-    from mergan.data import BatchStream
+    from mergan.batches import BatchStream
 
     state = copy.deepcopy(tr.rng.get_state())
     stream = BatchStream(tr.data.train["0"], 8, 0)
