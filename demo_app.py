@@ -28,8 +28,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from mergan import sample
-from mergan.catalog import TRAIN_HINT, Experiment, Run, budget_note, discover, numbers
-from mergan.naming import TIMELINE_ORDER, ordered, short, title
+from mergan.catalog import (TRAIN_HINT, Experiment, Run, accuracy_curves, budget_note, discover, numbers,
+                            verdict)
+from mergan.naming import MERGAN, TIMELINE_ORDER, about, ordered, short, title
 from mergan.sampling import grid
 
 log = logging.getLogger("mergan.demo")
@@ -38,6 +39,19 @@ DEFAULT_RUNS = Path(__file__).resolve().parent / "assets" / "runs"  # the shippe
 
 MAX_SAMPLES = 64            # one forward call per class (mergan.sampling.CHUNK)
 MAX_SEED = 2**31 - 1
+PAPER = "https://arxiv.org/abs/1809.02058"
+# Forgetting in red, MeRGAN in blues and greens, the baselines in greys, the ceiling dashed-looking grey.
+CURVE_COLORS = {"SFT": "#d62728", "MeRGAN-RA": "#1f77b4", "MeRGAN-JTR": "#2ca02c", "EWC": "#9467bd",
+                "DGR": "#8c564b", "Joint (ceiling)": "#7f7f7f"}
+# Digits large enough to read; tables that scroll sideways on a phone instead of breaking numbers.
+CSS = """
+#sft-image img, #mergan-image img { image-rendering: pixelated; width: 100%; height: auto; }
+#numbers-table table { display: block; overflow-x: auto; white-space: nowrap; }
+/* One font with every glyph: the bundled semibold face lacks small letters' capitals (it drew "GᴀN"). */
+.gradio-container, .gradio-container .prose, .gradio-container h1, .gradio-container h2, .gradio-container h3,
+.gradio-container strong { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial,
+sans-serif !important; }
+"""
 
 
 # ------------------------------------------------------------------------------------------------ pictures
@@ -63,8 +77,26 @@ def class_choices(exp: Experiment, task: int) -> list[tuple[str, str]]:
 
 
 def variant_choices(exp: Experiment) -> list[tuple[str, str]]:
-    """What SFT is compared with: every other continual strategy (joint has no per-task generators)."""
-    return [(title(s), s) for s in ordered(exp.runs, TIMELINE_ORDER) if s not in ("sft", "joint")]
+    """What SFT is compared with: MeRGAN's variants first, then the other continual strategies marked as the
+    baselines they are (joint has no per-task generators)."""
+    found = [s for s in ordered(exp.runs, TIMELINE_ORDER) if s not in ("sft", "joint")]
+    return ([(title(s), s) for s in found if s in MERGAN]
+            + [(f"{short(s)} (baseline)", s) for s in found if s not in MERGAN])
+
+
+def verdicts(exp: Experiment | None, task, class_name, variant="ra", seed=0) -> tuple[str, str]:
+    """A heading for each panel: the strategy, and what its generator draws when asked for the class, scored by
+    the evaluator on 64 samples of this seed (the first ones are those shown)."""
+    heads = []
+    for s in ("sft", str(variant).lower()):
+        head = f"### {short(s)}"
+        checked, error = _check(exp, task, class_name, 1, seed)
+        if not error and checked[1] <= checked[0]:
+            v = verdict(exp, s, checked[0], class_name, checked[3])
+            if v is not None:
+                head += f"\n**{v}**"
+        heads.append(head)
+    return heads[0], heads[1]
 
 
 def _check(exp: Experiment | None, task, class_name, n, seed, max_n: int = MAX_SAMPLES):
@@ -121,12 +153,41 @@ def side_by_side(exp: Experiment | None, task, class_name, variant="ra", n=16, s
         if why:
             notes.append(f"⚠️ {short(strategy)}: {why}.")
     info = (f"Seed **{seed}**: {n} sample(s) of class **{class_name}** {_task_label(exp, task)}, the same noise for "
-            f"{short('sft')} (left) and {short(variant)} (right).")
+            f"{short('sft')} and {short(variant)}.")
     if task > label and not notes:
-        keeps = "replays it with its previous generator" if variant in ("ra", "jtr") else "tries to keep it"
+        keeps = "replays it with its previous generator" if variant in MERGAN else "tries to keep it"
         info += (f" Class {class_name} was learned {task - label} task(s) ago: SFT has since been trained only on "
                  f"newer classes, {short(variant)} {keeps}.")
+    if variant not in MERGAN and about(variant):
+        info += f" {short(variant)} is a {about(variant)}."
     return out[0], out[1], " ".join([info] + notes)
+
+
+def accuracy_frame(exp: Experiment | None):
+    """The Numbers tab's plot data (a pandas DataFrame), or None when no run has metrics."""
+    import pandas as pd
+
+    rows = accuracy_curves(exp)
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    width = len(str(exp.n_tasks - 1))   # tasks as labels, not a continuous axis with ticks at 0.1
+    frame["after task"] = frame["after task"].map(lambda t: str(t).zfill(width))
+    return frame
+
+
+def about_text(exp: Experiment) -> str:
+    """What the visitor is looking at: the paper, each strategy in one line, how these generators were made."""
+    lines = [f"**The paper**: Chenshen Wu et al., *Memory Replay GANs: learning to generate images from new categories "
+             f"without forgetting*, NeurIPS 2018 ([arXiv]({PAPER})). A conditional GAN learns one class per task and "
+             f"never sees an old class's images again.", "", "**The strategies shown**:", ""]
+    lines += [f"- **{short(s)}**: {about(s)}" for s in ordered(exp.runs, TIMELINE_ORDER)]
+    lines += ["", budget_note(exp).strip("*"), "",
+              "**The numbers**: a digit classifier trained on real digits (98% on real test digits) scores "
+              "generated images; *accuracy* is the share it recognises as the class that was asked for, averaged "
+              "over the classes learned so far (the paper's Table 1 metric). The verdict above each picture "
+              "scores 64 images of the chosen seed, of which the pictures show the first."]
+    return "\n".join(lines)
 
 
 def _font(size: int):
@@ -194,20 +255,21 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
     # Files the app writes (generated images) are deleted hourly once an hour old, and all at shutdown.
     with gr.Blocks(title="MeRGAN: Memory Replay GANs", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# Memory Replay GANs: learning new digits without forgetting old ones\n"
-                    "A class-conditional GAN learns one class per task. Trained by plain sequential fine-tuning "
-                    "(**SFT**) it forgets the old classes; **MeRGAN** (Wu et al., NeurIPS 2018) replays them with "
-                    "its previous generator, by joint training with replay (**JTR**) or replay alignment (**RA**).")
+                    "Each generator below learned the digits one at a time, never seeing an old digit's data "
+                    "again. Left (top on a phone): plain fine-tuning (**SFT**), which forgets; right (below): "
+                    "**MeRGAN** (Wu et al., NeurIPS 2018), which replays what it drew before, and remembers.",
+                    elem_id="intro")
         if not catalog.experiments:   # still a page, saying why and how to get generators
             gr.Markdown(f"### No generators to show\n{status_text}", elem_id="status")
             return demo
         gr.Markdown(status_text, elem_id="status", visible=bool(status_text))
 
         exp = catalog.experiments[0]
-        gr.Markdown(budget_note(exp), elem_id="budget")
         last = exp.n_tasks - 1
         variants = variant_choices(exp)
         variant0 = "ra" if "ra" in exp.runs else (variants[0][1] if variants else "ra")
         sft0, mer0, info0 = side_by_side(exp, last, exp.classes[0], variant0, 16, 0)
+        head0 = verdicts(exp, last, exp.classes[0], variant0, 0)
         tl0, tl_info0 = timeline(exp, exp.classes[0], 4, 0)
         num0, plots0 = numbers(exp)
 
@@ -216,39 +278,51 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Side by side", id="side", elem_id="tab-side"):
                 with gr.Row():
-                    task_dd = gr.Dropdown(task_choices(exp), value=last, label="Generator", elem_id="task")
-                    class_dd = gr.Dropdown(class_choices(exp, last), value=exp.classes[0], label="Class",
-                                           elem_id="class")
-                    variant_dd = gr.Dropdown(variants, value=variant0 if variants else None, label="MeRGAN variant",
-                                             elem_id="variant")
-                with gr.Row():
-                    n_sl = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples", elem_id="n")
-                    seed_nb = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
-                    rand_cb = gr.Checkbox(False, label="Randomize seed", elem_id="randomize")
-                    go = gr.Button("Generate", variant="primary", elem_id="generate")
-                with gr.Row():
-                    sft_img = gr.Image(sft0, label=f"{title('sft')}", type="pil", format="png",
-                                       interactive=False, elem_id="sft-image")
-                    mer_img = gr.Image(mer0, label=title(variant0), type="pil", format="png",
-                                       interactive=False, elem_id="mergan-image")
+                    with gr.Column(min_width=280):
+                        sft_head = gr.Markdown(head0[0], elem_id="sft-verdict")
+                        sft_img = gr.Image(sft0, show_label=False, type="pil", format="png", interactive=False,
+                                           buttons=["download", "fullscreen"], elem_id="sft-image")
+                    with gr.Column(min_width=280):
+                        mer_head = gr.Markdown(head0[1], elem_id="mergan-verdict")
+                        mer_img = gr.Image(mer0, show_label=False, type="pil", format="png", interactive=False,
+                                           buttons=["download", "fullscreen"], elem_id="mergan-image")
                 info_md = gr.Markdown(info0, elem_id="info")
+                with gr.Row():
+                    task_dd = gr.Dropdown(task_choices(exp), value=last, label="Generator", elem_id="task")
+                    class_dd = gr.Dropdown(class_choices(exp, last), value=exp.classes[0], label="Asked for class",
+                                           elem_id="class")
+                    variant_dd = gr.Dropdown(variants, value=variant0 if variants else None, label="Compare SFT with",
+                                             elem_id="variant")
+                with gr.Accordion("Samples and seed", open=False, elem_id="advanced"):
+                    with gr.Row():
+                        n_sl = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples", elem_id="n")
+                        # No minimum/maximum here: the app's own check answers a bad seed in one line.
+                        seed_nb = gr.Number(0, precision=0, label="Seed", elem_id="seed")
+                        rand_cb = gr.Checkbox(False, label="Randomize seed", elem_id="randomize")
+                        go = gr.Button("Generate", variant="primary", elem_id="generate")
+                budget_md = gr.Markdown(budget_note(exp), elem_id="budget")
             with gr.Tab("Timeline", id="timeline", elem_id="tab-timeline"):
                 with gr.Row():
                     tl_class = gr.Dropdown(exp.classes, value=exp.classes[0], label="Class",
                                            elem_id="timeline-class")
                     tl_n = gr.Slider(1, 16, value=4, step=1, label="Samples per cell", elem_id="timeline-n")
-                    tl_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
-                                        elem_id="timeline-seed")
+                    tl_seed = gr.Number(0, precision=0, label="Seed", elem_id="timeline-seed")
                     tl_go = gr.Button("Show timeline", variant="primary", elem_id="timeline-generate")
                 tl_img = gr.Image(tl0, label="One class across tasks", type="pil", format="png",
-                                  interactive=False, elem_id="timeline-image")
+                                  interactive=False, buttons=["download", "fullscreen"], elem_id="timeline-image")
                 tl_md = gr.Markdown(tl_info0, elem_id="timeline-info")
             with gr.Tab("Numbers", id="numbers", elem_id="tab-numbers"):
+                curve = accuracy_frame(exp)
+                curve_plot = gr.LinePlot(curve, x="after task", y="accuracy (%)", color="strategy", color_map=CURVE_COLORS,
+                            y_lim=[0, 100], title="Average accuracy over the classes seen", elem_id="numbers-plot",
+                            visible=curve is not None, x_axis_labels_visible=True, height=320)
                 num_md = gr.Markdown(num0, elem_id="numbers-table")
-                plots = gr.Gallery(plots0, label="Accuracy over tasks", elem_id="numbers-plots",
-                                   visible=bool(plots0), columns=2, height="auto", object_fit="contain", format="png",
-                                   interactive=False)
-                num_go = gr.Button("Reload metrics", elem_id="numbers-reload")
+                plots = gr.Gallery(plots0, label="Forgetting, class by class (rows: classes, columns: tasks)",
+                                   elem_id="numbers-plots", visible=bool(plots0), columns=3, height="auto",
+                                   object_fit="contain", format="png", interactive=False, preview=False,
+                                   buttons=["download", "fullscreen"])
+            with gr.Tab("About", id="about", elem_id="tab-about"):
+                about_md = gr.Markdown(about_text(exp), elem_id="about")
 
         def on_generate(name, task, class_name, variant, n, seed, randomize):
             try:
@@ -256,24 +330,29 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
                     seed = random.randint(0, MAX_SEED) if randomize else 0
                 e = catalog.get(name)
                 a, b, info = side_by_side(e, task, class_name, variant, n, seed)
+                ha, hb = verdicts(e, task, class_name, variant, seed)
                 if a is None and b is None:
                     gr.Warning(info.replace("⚠️ ", "").replace("**", ""))
             except Exception as err:  # never a stack trace in the page; the server log has it
                 log.exception("generation failed")
-                a, b, info = None, None, f"⚠️ Generation failed ({type(err).__name__}: {err})."
-            return a, b, info, seed
+                a, b, info = None, None, f"⚠️ Generation failed ({type(err).__name__})."
+                ha, hb = "", ""
+            return ha, a, hb, b, info, seed
 
         def on_timeline(name, class_name, n, seed):
             try:
                 img, info = timeline(catalog.get(name), class_name, n, 0 if seed is None else seed)
             except Exception as err:
                 log.exception("timeline failed")
-                img, info = None, f"⚠️ Timeline failed ({type(err).__name__}: {err})."
+                img, info = None, f"⚠️ Timeline failed ({type(err).__name__})."
             return img, info
 
         def on_numbers(name):
-            md, p = numbers(catalog.get(name))
-            return md, gr.update(value=p, visible=bool(p))
+            e = catalog.get(name)
+            md, p = numbers(e)
+            frame = accuracy_frame(e)
+            return (gr.update(value=frame, visible=frame is not None), md, gr.update(value=p, visible=bool(p)),
+                    budget_note(e) if e else "", about_text(e) if e else "")
 
         def on_task(name, task, class_name):
             e = catalog.get(name)
@@ -288,23 +367,27 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
             v = "ra" if "ra" in e.runs else (vs[0][1] if vs else "ra")
             return (gr.update(choices=task_choices(e), value=t),
                     gr.update(choices=class_choices(e, t), value=e.classes[0]),
-                    gr.update(choices=vs, value=v), gr.update(choices=e.classes, value=e.classes[0]),
-                    gr.update(label=title(v)))
+                    gr.update(choices=vs, value=v), gr.update(choices=e.classes, value=e.classes[0]))
 
         side_inputs = [exp_dd, task_dd, class_dd, variant_dd, n_sl, seed_nb, rand_cb]
-        side_outputs = [sft_img, mer_img, info_md, seed_nb]
+        side_outputs = [sft_head, sft_img, mer_head, mer_img, info_md, seed_nb]
+        quiet = dict(api_visibility="private")
         go.click(on_generate, side_inputs, side_outputs, api_name="side_by_side")
-        task_dd.input(on_task, [exp_dd, task_dd, class_dd], class_dd, api_visibility="private")
-        variant_dd.input(lambda v: gr.update(label=title(v)), variant_dd, mer_img,
-                         api_visibility="private").then(on_generate, side_inputs, side_outputs,
-                                                        api_visibility="private")
+        # Every control change draws again, so the pictures always answer what the controls say.
+        task_dd.input(on_task, [exp_dd, task_dd, class_dd], class_dd, **quiet).then(
+            on_generate, side_inputs, side_outputs, **quiet)
+        for control in (class_dd, variant_dd, rand_cb):
+            control.input(on_generate, side_inputs, side_outputs, **quiet)
+        n_sl.release(on_generate, side_inputs, side_outputs, **quiet)
+        seed_nb.submit(on_generate, side_inputs, side_outputs, **quiet)
         tl_go.click(on_timeline, [exp_dd, tl_class, tl_n, tl_seed], [tl_img, tl_md], api_name="timeline")
-        num_go.click(on_numbers, exp_dd, [num_md, plots], api_name="numbers")
-        exp_dd.input(on_experiment, exp_dd, [task_dd, class_dd, variant_dd, tl_class, mer_img],
-                     api_visibility="private").then(
-            on_generate, side_inputs, side_outputs, api_visibility="private").then(
-            on_timeline, [exp_dd, tl_class, tl_n, tl_seed], [tl_img, tl_md], api_visibility="private").then(
-            on_numbers, exp_dd, [num_md, plots], api_visibility="private")
+        tl_class.input(on_timeline, [exp_dd, tl_class, tl_n, tl_seed], [tl_img, tl_md], **quiet)
+        tl_n.release(on_timeline, [exp_dd, tl_class, tl_n, tl_seed], [tl_img, tl_md], **quiet)
+        tl_seed.submit(on_timeline, [exp_dd, tl_class, tl_n, tl_seed], [tl_img, tl_md], **quiet)
+        exp_dd.input(on_experiment, exp_dd, [task_dd, class_dd, variant_dd, tl_class], **quiet).then(
+            on_generate, side_inputs, side_outputs, **quiet).then(
+            on_timeline, [exp_dd, tl_class, tl_n, tl_seed], [tl_img, tl_md], **quiet).then(
+            on_numbers, exp_dd, [curve_plot, num_md, plots, budget_md, about_md], **quiet)
     return demo
 
 
@@ -323,7 +406,7 @@ def main(argv=None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)   # gradio's own start-up probes
     # The app takes no uploads; the limit caps what the upload route accepts from anyone.
     build_demo(args.runs).launch(server_name=args.host, server_port=args.port, ssr_mode=False, share=False,
-                                 max_file_size=MAX_UPLOAD)
+                                 max_file_size=MAX_UPLOAD, css=CSS)
 
 
 if __name__ == "__main__":

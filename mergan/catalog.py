@@ -35,6 +35,7 @@ class Run:
     dataset: str
     classes: list[str]
     generators: dict[int, torch.nn.Module] = field(default_factory=dict)
+    data_source: str = ""
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Experiment:
     dataset: str
     classes: list[str]
     runs: dict[str, Run] = field(default_factory=dict)
+    evaluator: object | None = None    # the shipped (or cached) classifier of the runs' data, for verdicts
 
     @property
     def name(self) -> str:
@@ -77,6 +79,7 @@ def rel(path: Path) -> str:
 # A runs folder may come from anywhere (a Space serving a repository, --runs DIR): what one run may ask of the demo.
 MAX_CLASSES = 20        # classes (= tasks) per run shown; the paper's largest has 10
 MAX_MESSAGE = 300       # characters of one message (a crafted value is not echoed in full)
+MAX_PICTURE = 4_000_000  # pixels of a run's picture shown
 
 
 def _short(text: str, n: int = MAX_MESSAGE) -> str:
@@ -91,7 +94,7 @@ def _load_run(folder: Path, messages: list[str]) -> Run | None:
         if not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES:
             raise ValueError(f"'classes' must be a list of 1 to {MAX_CLASSES} names")
         run = Run(folder.name, folder, _short(cfg["strategy"], 40), _short(cfg["dataset"], 40),
-                  [_short(c, 40) for c in classes])
+                  [_short(c, 40) for c in classes], data_source=str(cfg.get("data_source", "")))
     except (OSError, ValueError, KeyError, TypeError) as e:
         messages.append(_short(f"skipped `{rel(folder)}`: its config.json is unusable ({type(e).__name__}: {e})"))
         return None
@@ -144,11 +147,54 @@ def discover(runs_dir: str | Path) -> Catalog:
                             f"`{rel(kept.path)}`")
             continue
         exp.runs[run.strategy] = run
+    for exp in experiments.values():
+        exp.evaluator = find_evaluator(exp)
     # The richest experiment (the SFT-vs-MeRGAN comparison) first.
     ordered = sorted(experiments.values(), key=lambda e: (-("sft" in e.runs), -len(e.runs), e.name))
     if not ordered:
         messages.append(f"no usable runs in `{rel(runs_dir)}`. {TRAIN_HINT}")
     return Catalog(ordered, messages, runs_dir)
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+VERDICT_SAMPLES = 64   # images scored per verdict: the first n of them are the ones shown (mergan.sampling)
+
+
+def find_evaluator(exp: Experiment):
+    """The evaluator of the experiment's data if one is shipped or cached (never trained here), else None."""
+    from .classifier import CACHE, SHIPPED, EvaluationError, cache_name, load_classifier
+
+    run = next(iter(exp.runs.values()))
+    G = next(iter(run.generators.values()))
+    name = cache_name(exp.dataset, run.data_source, G.size, G.channels)
+    for folder in (SHIPPED, CACHE):
+        if (folder / name).is_file():
+            try:
+                ev = load_classifier(folder / name)
+            except EvaluationError as e:
+                log.warning("%s", _short(str(e)))
+                return None
+            return ev if all(c in ev.classes for c in exp.classes) else None
+    return None
+
+
+def verdict(exp: Experiment, strategy: str, task: int, class_name: str, seed: int) -> str | None:
+    """What the run's generator draws when asked for ``class_name`` after ``task``, in the evaluator's words:
+    "draws 0s: 97% recognised as 0", or "asked for 0, draws 4s: 0% recognised as 0". None without an evaluator
+    or a generator."""
+    from collections import Counter
+
+    from .sampling import sample
+
+    run, ev = exp.runs.get(strategy), exp.evaluator
+    if ev is None or run is None or task not in run.generators:
+        return None
+    images = sample(run.generators[task], [exp.classes.index(class_name)] * VERDICT_SAMPLES, seed=seed)
+    names = [ev.classes[i] for i in ev.run(images)[0].tolist()]
+    share = names.count(class_name) / len(names)
+    top = Counter(names).most_common(1)[0][0]
+    drawn = f"draws {class_name}s" if top == class_name else f"asked for {class_name}, draws {top}s"
+    return f"{drawn}: {share:.0%} recognised as {class_name}"
 
 
 # ------------------------------------------------------------------------------------------------- numbers
@@ -183,11 +229,12 @@ def numbers(exp: Experiment | None):
     metrics = {s: m for s in strategies if (m := _read_metrics(exp.runs[s])) is not None}
     plots = []   # as images, not paths: gradio serves files only from the working and temporary folders
     for s in strategies:
-        path = exp.runs[s].path / "accuracy.png"
+        path = exp.runs[s].path / "forgetting_grid.png"
         if path.is_file():
             try:
                 with Image.open(path) as im:
-                    plots.append((im.convert("RGB"), f"{short(s)}: accuracy over tasks"))
+                    if im.width * im.height <= MAX_PICTURE:
+                        plots.append((im.convert("RGB"), f"{short(s)}: every class after every task"))
             except OSError as e:
                 log.warning("cannot read %s: %s", path, e)
     missing = [s for s in strategies if s not in metrics]
@@ -233,6 +280,26 @@ def numbers(exp: Experiment | None):
     if note:
         lines += ["", note]
     return "\n".join(lines), plots
+
+
+def accuracy_curves(exp: Experiment | None) -> list[dict]:
+    """Rows (after task, accuracy in %, strategy) of each run's average accuracy after every task, for one plot;
+    joint training, which has one generator after all tasks, as a flat ceiling across the tasks."""
+    rows = []
+    if exp is None:
+        return rows
+    for s in ordered(exp.runs):
+        m = _read_metrics(exp.runs[s])
+        entries = [e for e in (m or {}).get("tasks", []) if isinstance(e, dict) and isinstance(e.get("task"), int)
+                   and _num(e.get("average")) is not None]
+        if s == "joint" and entries:
+            value = percent(_num(entries[-1]["average"]))
+            rows += [{"after task": t, "accuracy (%)": value, "strategy": "Joint (ceiling)"}
+                     for t in range(exp.n_tasks)]
+            continue
+        rows += [{"after task": e["task"], "accuracy (%)": percent(_num(e["average"])), "strategy": short(s)}
+                 for e in entries if 0 <= e["task"] < exp.n_tasks]
+    return rows
 
 
 def budget_note(exp: Experiment) -> str:

@@ -13,6 +13,14 @@ TITLES = {"sft": "SFT (sequential fine-tuning)", "ra": "MeRGAN-RA (replay alignm
           "jtr": "MeRGAN-JTR (joint training with replay)", "joint": "Joint training (all classes at once)",
           "ewc": "EWC", "dgr": "DGR"}
 SHORT = {"sft": "SFT", "ra": "MeRGAN-RA", "jtr": "MeRGAN-JTR", "joint": "Joint", "ewc": "EWC", "dgr": "DGR"}
+MERGAN = ("ra", "jtr")
+# One line on what each does, for a visitor.
+ABOUT = {"sft": "trains on the new class only: the baseline that forgets",
+         "ra": "MeRGAN: the new generator must redraw its predecessor's images of the old classes, pixel for pixel",
+         "jtr": "MeRGAN: the previous generator's images of the old classes are mixed into training as real data",
+         "ewc": "baseline (Seff et al. 2017): a penalty on moving the weights that mattered for the old classes",
+         "dgr": "baseline (Shin et al. 2017): an unconditional GAN whose replays a classifier labels",
+         "joint": "the ceiling: every class at once, with all the data (not continual learning)"}
 
 
 def title(strategy: str) -> str:
@@ -32,3 +40,7 @@ def ordered(strategies, order=TABLE_ORDER) -> list[str]:
 def percent(fraction: float) -> float:
     """An accuracy of ``metrics.json`` (a fraction) as shown (a percentage)."""
     return 100 * fraction
+
+
+def about(strategy: str) -> str:
+    return ABOUT.get(strategy, "")

@@ -33,7 +33,7 @@ def test_quick_preset_row_and_the_paper_cost_line(capsys):
 
 
 def test_time_to_quality_trains_scores_and_says_what_was_reached(tmp_path):
-    lines = bench.time_to_quality([1], eval_samples=64, cpu=True, out_root=str(tmp_path))
+    lines = bench.time_to_quality([1], eval_samples=16, cpu=True, out_root=str(tmp_path))
     assert lines[0].startswith("RA,     1 updates per task:") and "cnn32" in lines[0] and "mlp32" in lines[0]
     assert (tmp_path / "ra-1" / "task_04.safetensors").is_file()
     # one update per task draws no digits: neither goal is reached, and the report says so

@@ -80,7 +80,7 @@ def test_side_by_side_and_timeline_in_chromium(browser_ready, app_url, tiny_runs
     page = request.getfixturevalue("page")   # pytest-playwright's, only once the browser is known to exist
     page.set_default_timeout(FIRST_WAIT_MS)
     page.goto(app_url)
-    page.locator("#generate").wait_for()
+    page.locator("#task").wait_for()
 
     # Useful before any click: the example comparison is already there.
     page.locator("#sft-image img").wait_for()
@@ -92,6 +92,8 @@ def test_side_by_side_and_timeline_in_chromium(browser_ready, app_url, tiny_runs
     page.locator("#class input").click()
     page.get_by_role("option", name="2 (not learned yet after task 1)").wait_for()
     page.get_by_role("option", name="0", exact=True).click()
+    page.locator("#info").get_by_text("after task 1 (learned 1)").wait_for()   # redrawn by the change itself
+    page.locator("#advanced").get_by_text("Samples and seed").click()   # folded: samples, seed, Generate
     page.locator("#seed input").fill("5")
     page.locator("#generate").click()
     page.wait_for_function(
@@ -123,8 +125,7 @@ def test_side_by_side_and_timeline_in_chromium(browser_ready, app_url, tiny_runs
 
     # A class not learned yet is explained in the page, not a stack trace.
     page.locator("#tab-side-button").click()
-    pick(page, "class", "2 (not learned yet after task 1)")
-    page.locator("#generate").click()
+    pick(page, "class", "2 (not learned yet after task 1)")   # a control change draws again by itself
     page.locator("#info").get_by_text("learned in task 2").wait_for()
 
     for name in ("side_by_side", "timeline"):
@@ -137,9 +138,37 @@ def test_randomized_seed_is_shown_back_through_the_api(app_url):
 
     client = Client(app_url, verbose=False)
     name = "mnist: classes 0, 1, 2"
-    sft, ra, info, seed = client.predict(name, 2, "0", "ra", 4, 0, True, api_name="/side_by_side")
+    _, sft, _, ra, info, seed = client.predict(name, 2, "0", "ra", 4, 0, True, api_name="/side_by_side")
     assert f"Seed **{seed}**" in info and Path(sft).is_file() and Path(ra).is_file()
     again = client.predict(name, 2, "0", "ra", 4, seed, False, api_name="/side_by_side")
-    assert again[3] == seed and Path(again[1]).read_bytes() == Path(ra).read_bytes()
-    _, _, info, _ = client.predict(name, 0, "2", "ra", 4, 0, False, api_name="/side_by_side")
+    assert again[5] == seed and Path(again[3]).read_bytes() == Path(ra).read_bytes()
+    *_, info, _ = client.predict(name, 0, "2", "ra", 4, 0, False, api_name="/side_by_side")
     assert "learned in task 2" in info
+    # a seed out of range: the app's own one line, no error from the server
+    *_, info, _ = client.predict(name, 2, "0", "ra", 4, -3, False, api_name="/side_by_side")
+    assert "Seed must be between 0 and" in info
+
+
+@pytest.mark.parametrize("size", [(1280, 900), (390, 844)], ids=["desktop", "phone"])
+def test_verdicts_on_the_first_screen_and_updated_by_every_control(browser_ready, app_url, request, size):
+    """A first-time visitor, at desktop and phone size: both panels' verdicts and pictures on the first screen, no
+    label over the pictures, and a control change (the class) redraws and re-scores without pressing Generate."""
+    page = request.getfixturevalue("page")
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    page.set_default_timeout(FIRST_WAIT_MS)
+    page.goto(app_url)
+    page.locator("#mergan-image img").wait_for()
+    for panel in ("sft", "mergan"):
+        box = page.locator(f"#{panel}-image img").bounding_box()
+        assert box["y"] < size[1] * (1.0 if panel == "sft" or size[0] > 500 else 1.25), (panel, box)
+        for label in page.locator(f"#{panel}-image label").all():             # nothing drawn over the digits
+            lb = label.bounding_box() if label.is_visible() else None
+            assert lb is None or lb["y"] + lb["height"] <= box["y"] or lb["y"] >= box["y"] + box["height"], lb
+    before = page.locator("#mergan-verdict").inner_text()
+    assert before.startswith("MeRGAN-RA")
+    src = page.locator("#mergan-image img").get_attribute("src")
+    pick(page, "class", "1")
+    page.wait_for_function(
+        "src => { const i = document.querySelector('#mergan-image img');"
+        " return i && i.src !== src && i.complete && i.naturalWidth > 0; }", arg=src)
+    page.wait_for_function("t => document.querySelector('#mergan-verdict').innerText !== t", arg=before)

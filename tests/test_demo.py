@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import demo_app
+from mergan.catalog import accuracy_curves
 from mergan import load_generator, sample, save_generator
 from mergan.sampling import grid
 
@@ -153,14 +154,17 @@ def test_numbers_note_then_table(tiny_runs, exp, tmp_path):
         {"task": 2, "per_class": {"0": 0.1, "1": 0.2, "2": 0.9}, "average": 0.4}],
         "fid": {"overall": 12.5, "per_class": {}}, "reverse_accuracy": {"average": 0.5, "per_class": {}}}))
     (tmp_path / "mnist-ra" / "metrics.json").write_text("{truncated")
-    shutil.copy(tiny_runs / "mnist-sft" / "samples" / "task_00.png", tmp_path / "mnist-sft" / "accuracy.png")
+    shutil.copy(tiny_runs / "mnist-sft" / "samples" / "task_00.png", tmp_path / "mnist-sft" / "forgetting_grid.png")
     table, plots = demo_app.numbers(demo_app.discover(tmp_path).experiments[0])
     assert "| 0 (0) | 99.00 |" in table and "| 2 (2) | 40.00 |" in table
     assert "| FID (final generator) | 12.50 |" in table
     assert "| reverse accuracy (%) | 50.00 |" in table
     assert "| 0 | 10.00 |" in table                                   # per-class, after the last task
     assert "No metrics.json yet for MeRGAN-RA" in table
-    assert [c for _, c in plots] == ["SFT: accuracy over tasks"]
+    assert [c for _, c in plots] == ["SFT: every class after every task"]
+    curves = accuracy_curves(demo_app.discover(tmp_path).experiments[0])
+    assert curves == [{"after task": 0, "accuracy (%)": 99.0, "strategy": "SFT"},
+                      {"after task": 2, "accuracy (%)": 40.0, "strategy": "SFT"}]
 
 
 def test_budget_note_reads_the_runs_config(exp):
@@ -210,3 +214,21 @@ def test_assets_stay_small():
     root = pathlib.Path(__file__).resolve().parent.parent / "assets"
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     assert total < 25 * 2**20, f"assets/ is {total / 2**20:.1f} MB"
+
+
+def test_shipped_runs_verdicts_say_what_each_panel_draws():
+    """The line above each panel, scored by the shipped evaluator: SFT asked for 0 draws 4s, MeRGAN draws 0s;
+    EWC, offered as a baseline, is seen not to have learned 2."""
+    exp = demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0]
+    assert exp.evaluator is not None
+    sft, ra = demo_app.verdicts(exp, 4, "0", "ra", 0)
+    assert sft.startswith("### SFT") and "asked for 0, draws 4s: 0% recognised as 0" in sft
+    assert ra.startswith("### MeRGAN-RA") and "draws 0s: 100% recognised as 0" in ra
+    _, ewc = demo_app.verdicts(exp, 4, "2", "ewc", 0)
+    assert "asked for 2, draws 0s" in ewc
+    assert [label for label, _ in demo_app.variant_choices(exp)][:2] == ["MeRGAN-RA (replay alignment)",
+                                                                         "MeRGAN-JTR (joint training with replay)"]
+    assert all(label.endswith("(baseline)") for label, _ in demo_app.variant_choices(exp)[2:])
+    # a class not learned yet, or a bad seed: a heading without a verdict, never an exception
+    assert demo_app.verdicts(exp, 0, "3", "ra", 0) == ("### SFT", "### MeRGAN-RA")
+    assert demo_app.verdicts(exp, 4, "0", "ra", -5) == ("### SFT", "### MeRGAN-RA")
