@@ -190,6 +190,40 @@ def about_text(exp: Experiment) -> str:
     return "\n".join(lines)
 
 
+LIVE_UPDATES, LIVE_EVERY = 200, 25   # about half a minute for both on 2 free cores
+
+
+def live_choices(exp: Experiment | None) -> list[str]:
+    """Digits the experiment has not learned, if both its SFT and RA runs can keep learning (``mergan.live``)."""
+    from mergan.live import LIVE_FILE
+
+    if exp is None or exp.dataset != "mnist" or not all(
+            s in exp.runs and (exp.runs[s].path / LIVE_FILE).is_file() for s in ("sft", "ra")):
+        return []
+    return [d for d in map(str, range(10)) if d not in exp.classes]
+
+
+def lesson_frames(exp: Experiment, digit: str, updates: int = LIVE_UPDATES, every: int = LIVE_EVERY):
+    """The live tab: SFT and MeRGAN-RA learn ``digit`` side by side; yields (SFT grid, RA grid, status) after
+    every ``every`` updates of each. Closing the iterator (Stop, or the visitor leaving) stops both."""
+    from mergan.live import teach
+
+    if digit not in live_choices(exp):
+        yield None, None, f"⚠️ Pick a digit the runs have not learned: {', '.join(live_choices(exp))}."
+        return
+    lessons = [teach(exp.runs[s].path, digit, updates=updates, every=every) for s in ("sft", "ra")]
+    try:
+        for sft, ra in zip(*lessons):
+            pics = [to_pil(step.grid[None], 1, target=420, max_scale=3) for step in (sft, ra)]
+            done = sft.updates == updates
+            yield pics[0], pics[1], (
+                f"{'Done' if done else 'Learning'}: **{sft.updates}** of {updates} updates on digit **{digit}** "
+                f"({sft.seconds + ra.seconds:.0f} s). Rows: digits {', '.join(exp.classes)}, then {digit}.")
+    finally:
+        for lesson in lessons:
+            lesson.close()
+
+
 def _font(size: int):
     try:
         return ImageFont.load_default(size=size)
@@ -240,8 +274,9 @@ def timeline(exp: Experiment | None, class_name, n=4, seed=0):
 
 
 # ---------------------------------------------------------------------------------------------------- page
-def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
-    """The Gradio page over the runs in ``runs_dir``; generators are loaded here, once."""
+def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPDATES):
+    """The Gradio page over the runs in ``runs_dir``; generators are loaded here, once. ``live_updates``: the
+    updates of each lesson in the live tab."""
     import gradio as gr
 
     # These generators are small: one thread is fastest, and on a busy CPU more threads only spin-wait
@@ -321,6 +356,28 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
                                    elem_id="numbers-plots", visible=bool(plots0), columns=3, height="auto",
                                    object_fit="contain", format="png", interactive=False, preview=False,
                                    buttons=["download", "fullscreen"])
+            if live_choices(exp):
+                with gr.Tab("Teach it a new digit", id="live", elem_id="tab-live"):
+                    gr.Markdown(f"Both generators after the last task learn one more digit, live, on this machine's "
+                                f"CPU: {live_updates} updates each with their own strategy. Watch the old digits: "
+                                f"SFT overwrites them, MeRGAN-RA keeps them. One lesson at a time; others queue.",
+                                elem_id="live-intro")
+                    with gr.Row():
+                        live_dd = gr.Dropdown(live_choices(exp), value=live_choices(exp)[0], label="New digit",
+                                              elem_id="live-class")
+                        live_go = gr.Button("Teach", variant="primary", elem_id="live-go")
+                        live_stop = gr.Button("Stop", elem_id="live-stop")
+                    with gr.Row():
+                        live_sft = gr.Image(None, label="SFT", type="pil", format="png", interactive=False,
+                                            buttons=["download"], elem_id="live-sft")
+                        live_ra = gr.Image(None, label="MeRGAN-RA", type="pil", format="png", interactive=False,
+                                           buttons=["download"], elem_id="live-ra")
+                    live_md = gr.Markdown("", elem_id="live-status")
+                    every = max(1, live_updates // 8)
+                    lesson = live_go.click(lambda d: (yield from lesson_frames(exp, d, live_updates, every)), live_dd,
+                                           [live_sft, live_ra, live_md],
+                                           concurrency_limit=1, concurrency_id="live", api_name="teach")
+                    live_stop.click(None, None, None, cancels=[lesson])
             with gr.Tab("About", id="about", elem_id="tab-about"):
                 about_md = gr.Markdown(about_text(exp), elem_id="about")
 
@@ -337,7 +394,8 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS):
                 log.exception("generation failed")
                 a, b, info = None, None, f"⚠️ Generation failed ({type(err).__name__})."
                 ha, hb = "", ""
-            return ha, a, hb, b, info, seed
+            # The seed box changes only to show a randomized seed: never over what the visitor is typing.
+            return ha, a, hb, b, info, seed if randomize else gr.skip()
 
         def on_timeline(name, class_name, n, seed):
             try:

@@ -238,6 +238,40 @@ def load_state(path: str | Path) -> dict:
     return state
 
 
+# ----------------------------------------------------------------------------------------------- live files
+LIVE_FORMAT = "mergan-live"
+
+
+def write_live(path: str | Path, G_state: dict, D_state: dict, meta: dict) -> None:
+    """What a finished run needs to keep learning (``mergan.live``): its raw generator and its critic, in float16,
+    keys prefixed ``G.`` and ``D.``, with JSON metadata."""
+    tensors = {f"{side}.{k}": (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
+               for side, state in (("G", G_state), ("D", D_state)) for k, v in state.items()}
+    write_safetensors(path, tensors, {"format": LIVE_FORMAT, **{k: json.dumps(v) for k, v in meta.items()}})
+
+
+def read_live(path: str | Path) -> tuple[dict, dict, dict]:
+    """(generator state, critic state, metadata) of a live file; raises ``CheckpointError`` saying what to do."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no {path}; write it from the run's state with python -m mergan.live export RUN")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+        tensors = load_file(str(path))
+        if raw.get("format") != LIVE_FORMAT:
+            raise ValueError(f"format {raw.get('format')!r}")
+        meta = {k: json.loads(v) for k, v in raw.items() if k != "format"}
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a readable live file ({e}); export it again") from e
+    G = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
+    D = {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}
+    return G, D, meta
+
+
 # ----------------------------------------------------------------------------------------------- evaluators
 
 CLASSIFIER_FORMAT = "mergan-classifier"

@@ -38,4 +38,8 @@ def tiny_runs(tmp_path_factory) -> Path:
     for s, p in procs.items():
         out, _ = p.communicate(timeout=300)
         assert p.returncode == 0, f"train.py --strategy {s} failed:\n{out[-3000:]}"
+    from mergan.live import export
+
+    for s in ("sft", "ra"):   # what the demo's live tab needs
+        export(root / f"mnist-{s}")
     return root

@@ -50,7 +50,7 @@ def app_url(tiny_runs):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo = demo_app.build_demo(tiny_runs)
+    demo = demo_app.build_demo(tiny_runs, live_updates=16)
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, share=False,
                 quiet=True)
     yield f"http://127.0.0.1:{port}/"
@@ -141,7 +141,7 @@ def test_randomized_seed_is_shown_back_through_the_api(app_url):
     _, sft, _, ra, info, seed = client.predict(name, 2, "0", "ra", 4, 0, True, api_name="/side_by_side")
     assert f"Seed **{seed}**" in info and Path(sft).is_file() and Path(ra).is_file()
     again = client.predict(name, 2, "0", "ra", 4, seed, False, api_name="/side_by_side")
-    assert again[5] == seed and Path(again[3]).read_bytes() == Path(ra).read_bytes()
+    assert f"Seed **{seed}**" in again[4] and Path(again[3]).read_bytes() == Path(ra).read_bytes()
     *_, info, _ = client.predict(name, 0, "2", "ra", 4, 0, False, api_name="/side_by_side")
     assert "learned in task 2" in info
     # a seed out of range: the app's own one line, no error from the server
@@ -172,3 +172,19 @@ def test_verdicts_on_the_first_screen_and_updated_by_every_control(browser_ready
         "src => { const i = document.querySelector('#mergan-image img');"
         " return i && i.src !== src && i.complete && i.naturalWidth > 0; }", arg=src)
     page.wait_for_function("t => document.querySelector('#mergan-verdict').innerText !== t", arg=before)
+
+
+def test_live_tab_streams_a_lesson_to_the_end(browser_ready, app_url, request):
+    """Teach it a new digit: SFT's and RA's grids arrive several times while they learn, then the lesson ends."""
+    page = request.getfixturevalue("page")
+    page.set_default_timeout(FIRST_WAIT_MS)
+    page.goto(app_url)
+    page.locator("#tab-live-button").click()
+    pick(page, "live-class", "5")
+    page.locator("#live-go").click()
+    page.locator("#live-status").get_by_text("Learning").wait_for()
+    first = page.locator("#live-ra img").get_attribute("src")
+    page.locator("#live-status").get_by_text("Done").wait_for(timeout=120_000)
+    assert page.locator("#live-ra img").get_attribute("src") != first     # streamed: a later grid replaced it
+    assert "16" in page.locator("#live-status").inner_text()
+    assert image_pixels(page, "live-sft").shape[0] > 4 * 32
