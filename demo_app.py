@@ -211,14 +211,17 @@ def lesson_frames(exp: Experiment, digit: str, updates: int = LIVE_UPDATES, ever
     if digit not in live_choices(exp):
         yield None, None, f"⚠️ Pick a digit the runs have not learned: {', '.join(live_choices(exp))}."
         return
+    import time
+
     lessons = [teach(exp.runs[s].path, digit, updates=updates, every=every) for s in ("sft", "ra")]
+    start = time.perf_counter()
     try:
         for sft, ra in zip(*lessons):
             pics = [to_pil(step.grid[None], 1, target=420, max_scale=3) for step in (sft, ra)]
             done = sft.updates == updates
             yield pics[0], pics[1], (
                 f"{'Done' if done else 'Learning'}: **{sft.updates}** of {updates} updates on digit **{digit}** "
-                f"({sft.seconds + ra.seconds:.0f} s). Rows: digits {', '.join(exp.classes)}, then {digit}.")
+                f"({time.perf_counter() - start:.0f} s). Rows: digits {', '.join(exp.classes)}, then {digit}.")
     finally:
         for lesson in lessons:
             lesson.close()
