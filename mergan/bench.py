@@ -100,11 +100,15 @@ def bench_strategy(strategy, args, device):
                                  args.preset, getattr(args, "overrides", None))
     for _ in range(args.warmup):
         iteration(tr, t, stream)
+    # FLOPs per iteration averaged over one cycle of the lazy penalty (``penalty_every`` iterations: it falls on
+    # every k-th critic step, so one iteration alone counts it fully or not at all).
     counter = FlopCounterMode(display=False)
     counter.mod_tracker = _Global()
+    cycle = tr.cfg.penalty_every
     with counter:
-        iteration(tr, t, stream)
-    flops = counter.get_total_flops()
+        for _ in range(cycle):
+            iteration(tr, t, stream)
+    flops = counter.get_total_flops() / cycle
     times = []
     for _ in range(args.repeats):
         sync(device)
