@@ -5,6 +5,7 @@ from mergan import bench
 from mergan.strategies import STRATEGIES
 
 
+@pytest.mark.slow
 def test_bench_prints_a_consistent_row_per_strategy(capsys):
     bench.main(["--dim", "4", "--iters", "1", "--repeats", "2", "--warmup", "0", "--cpu",
                 "--strategies", ",".join(STRATEGIES)])
@@ -22,6 +23,7 @@ def test_bench_prints_a_consistent_row_per_strategy(capsys):
     assert flops["jtr"] > flops["dgr"] > flops["ra"] > flops["sft"]
 
 
+@pytest.mark.slow
 def test_quick_preset_row_and_the_paper_cost_line(capsys):
     bench.main(["--preset", "quick", "--dim", "4", "--iters", "4", "--repeats", "1", "--warmup", "0", "--cpu",
                 "--strategies", "ra"])
@@ -32,6 +34,7 @@ def test_quick_preset_row_and_the_paper_cost_line(capsys):
     assert out[4].startswith("paper preset, RA at task 4:") and "minutes per MNIST task of 4000 updates" in out[4]
 
 
+@pytest.mark.slow
 def test_time_to_quality_trains_scores_and_says_what_was_reached(tmp_path):
     lines = bench.time_to_quality([1], eval_samples=16, cpu=True, out_root=str(tmp_path))
     assert lines[0].startswith("RA,     1 updates per task:") and "cnn32" in lines[0] and "mlp32" in lines[0]

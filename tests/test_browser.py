@@ -74,6 +74,7 @@ def pick(page, elem_id: str, option: str):
     page.get_by_role("option", name=option, exact=True).click()
 
 
+@pytest.mark.slow
 def test_side_by_side_and_timeline_in_chromium(browser_ready, app_url, tiny_runs, request):
     import demo_app
 
@@ -174,6 +175,7 @@ def test_verdicts_on_the_first_screen_and_updated_by_every_control(browser_ready
     page.wait_for_function("t => document.querySelector('#mergan-verdict').innerText !== t", arg=before)
 
 
+@pytest.mark.slow
 def test_live_tab_streams_a_lesson_to_the_end(browser_ready, app_url, request):
     """Teach it a new digit: SFT's and RA's grids arrive several times while they learn, then the lesson ends."""
     page = request.getfixturevalue("page")

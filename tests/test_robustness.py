@@ -238,6 +238,7 @@ def test_stopped_between_state_and_task_file_resumes_to_the_same_bytes(finished,
     assert snapshot(out) == want
 
 
+@pytest.mark.slow
 def test_sigkill_at_the_end_of_a_task_resumes_to_identical_files(finished, tmp_path):
     """A real SIGKILL, the moment the first task's file appears; the resumed run's files are byte-identical to
     the uninterrupted run's."""

@@ -289,6 +289,7 @@ def test_corrupt_state_is_refused_without_damage(tmp_path, monkeypatch, capsys):
     assert (out / "state.pt").read_bytes() == b"garbage"
 
 
+@pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
@@ -311,6 +312,7 @@ def test_bf16_mixed_precision_and_tensorboard_on_cpu(tmp_path):
     assert list((out / "logs").rglob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_lsun_lmdb_and_svhn_mat_and_image_folders_end_to_end(tmp_path):
     """The other datasets through train.py: 64x64 ResNet on lmdb, 3-channel digits, a user's own categories."""
     from PIL import Image
