@@ -190,6 +190,27 @@ def about_text(exp: Experiment) -> str:
     return "\n".join(lines)
 
 
+def examples_with_labels(exp: Experiment) -> list[tuple[str, list]]:
+    """One click away: forgetting (the first class after the last task), the class MeRGAN keeps worst, and a
+    baseline asked for the newest class."""
+    from mergan.catalog import lowest_class
+
+    last, rows = exp.n_tasks - 1, []
+    if not ({"sft", "ra"} <= set(exp.runs)) or last < 1:
+        return rows
+    rows.append((f"Forgetting: class {exp.classes[0]} after task {last}", [last, exp.classes[0], "ra"]))
+    hard = lowest_class(exp, "ra")
+    if hard is not None and hard != exp.classes[0]:
+        rows.append((f"MeRGAN-RA's hardest class: {hard}", [last, hard, "ra"]))
+    if "ewc" in exp.runs:
+        rows.append((f"EWC asked for {exp.classes[last]}", [last, exp.classes[last], "ewc"]))
+    return rows
+
+
+def example_rows(exp: Experiment) -> list[list]:
+    return [row for _, row in examples_with_labels(exp)]
+
+
 LIVE_UPDATES, LIVE_EVERY = 200, 25   # about half a minute for both on 2 free cores
 
 
@@ -338,6 +359,12 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
                         seed_nb = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                         rand_cb = gr.Checkbox(False, label="Randomize seed", elem_id="randomize")
                         go = gr.Button("Generate", variant="primary", elem_id="generate")
+                examples = example_rows(exp)
+                if examples:
+                    gr.Examples(examples, [task_dd, class_dd, variant_dd], [sft_head, sft_img, mer_head, mer_img,
+                                info_md], fn=lambda t, c, v: on_generate(exp.name, t, c, v, 16, 0, False)[:5],
+                                run_on_click=True, cache_examples=False, label="Examples", elem_id="examples",
+                                example_labels=[label for label, _ in examples_with_labels(exp)])
                 budget_md = gr.Markdown(budget_note(exp), elem_id="budget")
             with gr.Tab("Timeline", id="timeline", elem_id="tab-timeline"):
                 with gr.Row():

@@ -282,6 +282,19 @@ def numbers(exp: Experiment | None):
     return "\n".join(lines), plots
 
 
+def lowest_class(exp: Experiment, strategy: str) -> str | None:
+    """The class the run keeps worst after its last evaluated task (lower of the two evaluators if present)."""
+    run = exp.runs.get(strategy)
+    m = _read_metrics(run) if run else None
+    tasks = [e for e in (m or {}).get("tasks", []) if isinstance(e, dict)]
+    if not tasks:
+        return None
+    last = tasks[-1]
+    per_class = (last.get("both") or {}).get("per_class") or last.get("per_class")
+    scores = {c: _num(v) for c, v in (per_class or {}).items() if c in exp.classes and _num(v) is not None}
+    return min(scores, key=scores.get) if scores else None
+
+
 def accuracy_curves(exp: Experiment | None) -> list[dict]:
     """Rows (after task, accuracy in %, strategy) of each run's average accuracy after every task, for one plot;
     joint training, which has one generator after all tasks, as a flat ceiling across the tasks."""

@@ -173,6 +173,11 @@ def test_verdicts_on_the_first_screen_and_updated_by_every_control(browser_ready
         "src => { const i = document.querySelector('#mergan-image img');"
         " return i && i.src !== src && i.complete && i.naturalWidth > 0; }", arg=src)
     page.wait_for_function("t => document.querySelector('#mergan-verdict').innerText !== t", arg=before)
+    # an example is one click away and answers with its own verdicts
+    after = page.locator("#mergan-verdict").inner_text()
+    page.locator("#examples").get_by_text("Forgetting: class 0 after task 2").click()
+    page.wait_for_function("t => document.querySelector('#mergan-verdict').innerText !== t", arg=after)
+    assert "0" in page.locator("#mergan-verdict").inner_text()
 
 
 @pytest.mark.slow

@@ -232,3 +232,9 @@ def test_shipped_runs_verdicts_say_what_each_panel_draws():
     # a class not learned yet, or a bad seed: a heading without a verdict, never an exception
     assert demo_app.verdicts(exp, 0, "3", "ra", 0) == ("### SFT", "### MeRGAN-RA")
     assert demo_app.verdicts(exp, 4, "0", "ra", -5) == ("### SFT", "### MeRGAN-RA")
+
+
+def test_examples_one_click_away_on_the_shipped_runs():
+    exp = demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0]
+    labels = [label for label, _ in demo_app.examples_with_labels(exp)]
+    assert labels == ["Forgetting: class 0 after task 4", "MeRGAN-RA's hardest class: 2", "EWC asked for 4"]
