@@ -140,8 +140,9 @@ def replay_batch(ctx: Context):
     """Fresh noise and labels for the old classes 0..t-1, class by class in equal consecutive chunks: (z, y).
 
     Digits share one batch (``batch_size // t`` per class, ``mergan.py:276``); LSUN gives each old class a full
-    batch (``mergan.py:307``). ``ctx.replay_batch``, if set, takes the batch size's place. Generate it with ``groups=t``: each class keeps its own batch statistics, as the
-    original's one forward call per class, in one call.
+    batch (``mergan.py:307``). ``ctx.replay_batch``, if set, takes the batch size's place. Generate it with
+    ``groups=t``: each class keeps its own batch statistics, as the original's one forward call per class, in one
+    call.
     """
     t = ctx.task
     size = ctx.replay_batch or ctx.batch_size

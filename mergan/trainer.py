@@ -201,7 +201,8 @@ class Trainer:
     def _meta(self, t: int, iters: int) -> dict:
         c = self.cfg
         return {"strategy": c.strategy, "task": t, "classes": c.classes[: t + 1], "dataset": c.dataset,
-                "data_source": c.data_source, "iters": iters, "seed": c.seed, "batch_size": c.batch_size, "lr": c.lr, "loss": c.loss,
+                "data_source": c.data_source, "iters": iters, "seed": c.seed, "batch_size": c.batch_size, "lr": c.lr,
+                "loss": c.loss,
                 "critic_iters": c.critic_iters, "ema": c.ema,
                 **({"replay_batch": c.replay_batch} if c.replay_batch else {})}
 
