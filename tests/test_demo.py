@@ -238,3 +238,24 @@ def test_examples_one_click_away_on_the_shipped_runs():
     exp = demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0]
     labels = [label for label, _ in demo_app.examples_with_labels(exp)]
     assert labels == ["Forgetting: class 0 after task 4", "MeRGAN-RA's hardest class: 2", "EWC asked for 4"]
+
+
+def test_crafted_runs_folder_cannot_crash_or_stall_the_demo(tiny_runs, tmp_path):
+    """A runs folder from anywhere: a task file whose metadata asks for a huge network, and a config.json with
+    10,000 classes, are skipped with a short message; the rest loads, and fast."""
+    import time
+
+    huge = shutil.copytree(tiny_runs / "mnist-ra", tmp_path / "mnist-ra")
+    G, meta = load_generator(huge / "task_01.safetensors")
+    save_generator(huge / "task_01.safetensors", G, {**meta, "model": {**meta["model"], "dim": 10**7}})
+    many = shutil.copytree(tiny_runs / "mnist-sft", tmp_path / "mnist-sft")
+    cfg = json.loads((many / "config.json").read_text())
+    (many / "config.json").write_text(json.dumps({**cfg, "classes": [str(i) for i in range(10_000)]}))
+    start = time.perf_counter()
+    catalog = demo_app.discover(tmp_path)
+    assert time.perf_counter() - start < 10
+    text = "\n".join(catalog.messages)
+    assert "model.dim" in text and "'classes' must be a list of 1 to 20" in text
+    assert all(len(m) <= 300 for m in catalog.messages)
+    exp = catalog.experiments[0]
+    assert sorted(exp.runs) == ["ra"] and sorted(exp.runs["ra"].generators) == [0, 2]
