@@ -116,6 +116,8 @@ def main(argv=None) -> int:
         state, message = run.plan(cfg, args.resume, one_task=STRATEGIES[cfg.strategy].one_task)
     except (DataError, CheckpointError, ValueError) as e:
         return fail(str(e))
+    except OSError as e:   # an unreadable data folder or run folder
+        return fail(f"cannot read {e.filename or args.data_dir}: {e.strerror or e}; check the path and its permissions")
     if message:
         print(message)
         return 0
