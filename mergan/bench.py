@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
 import time
 
 import torch
 
 
+@functools.lru_cache(maxsize=None)   # the machine's peak, measured once per process and device
 def matmul_flops(device: torch.device, n: int = 2048, repeats: int = 5, trials: int = 5) -> float:
     """Measured float32 matmul throughput, FLOP/s: the best of ``trials`` timings of ``repeats`` products, so
     that a busy moment of the machine does not lower the peak (which would push shares above 100%)."""
