@@ -91,12 +91,13 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
                 with gr.Row():
                     with gr.Column(min_width=280):
                         sft_head = gr.Markdown(head0[0], elem_id="sft-verdict")
+                        # No toolbar: it would sit on the top row of digits (right-click saves the picture).
                         sft_img = gr.Image(sft0, show_label=False, type="pil", format="png", interactive=False,
-                                           buttons=["download", "fullscreen"], elem_id="sft-image")
+                                           buttons=[], elem_id="sft-image")
                     with gr.Column(min_width=280):
                         mer_head = gr.Markdown(head0[1], elem_id="mergan-verdict")
                         mer_img = gr.Image(mer0, show_label=False, type="pil", format="png", interactive=False,
-                                           buttons=["download", "fullscreen"], elem_id="mergan-image")
+                                           buttons=[], elem_id="mergan-image")
                 info_md = gr.Markdown(info0, elem_id="info")
                 with gr.Row():
                     task_dd = gr.Dropdown(task_choices(exp), value=last, label="Generator", elem_id="task")
@@ -151,10 +152,14 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
                         live_go = gr.Button("Teach", variant="primary", elem_id="live-go")
                         live_stop = gr.Button("Stop", elem_id="live-stop")
                     with gr.Row():
-                        live_sft = gr.Image(None, label="SFT", type="pil", format="png", interactive=False,
-                                            buttons=["download"], elem_id="live-sft")
-                        live_ra = gr.Image(None, label="MeRGAN-RA", type="pil", format="png", interactive=False,
-                                           buttons=["download"], elem_id="live-ra")
+                        with gr.Column(min_width=280):
+                            gr.Markdown("### SFT")
+                            live_sft = gr.Image(None, show_label=False, type="pil", format="png",
+                                                interactive=False, buttons=[], elem_id="live-sft")
+                        with gr.Column(min_width=280):
+                            gr.Markdown("### MeRGAN-RA")
+                            live_ra = gr.Image(None, show_label=False, type="pil", format="png",
+                                               interactive=False, buttons=[], elem_id="live-ra")
                     live_md = gr.Markdown("", elem_id="live-status")
                     every = max(1, live_updates // 8)
                     lesson = live_go.click(lambda d: (yield from lesson_frames(exp, d, live_updates, every)), live_dd,
