@@ -28,7 +28,7 @@ import torch
 
 from mergan.catalog import budget_note, discover, numbers
 from mergan.views import (LIVE_UPDATES, MAX_SAMPLES, MAX_SEED, about_text, accuracy_frame, class_choices,
-                          example_rows, examples_with_labels, lesson_frames, live_choices, side_by_side, task_choices,
+                          examples_with_labels, lesson_frames, live_choices, side_by_side, task_choices,
                           timeline, variant_choices, verdicts)
 
 log = logging.getLogger("mergan.demo")
@@ -112,12 +112,12 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
                         seed_nb = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                         rand_cb = gr.Checkbox(False, label="Randomize seed", elem_id="randomize")
                         go = gr.Button("Generate", variant="primary", elem_id="generate")
-                examples = example_rows(exp)
+                examples = examples_with_labels(exp)
                 if examples:
-                    gr.Examples(examples, [task_dd, class_dd, variant_dd], [sft_head, sft_img, mer_head, mer_img,
+                    gr.Examples([row for _, row in examples], [task_dd, class_dd, variant_dd], [sft_head, sft_img, mer_head, mer_img,
                                 info_md], fn=lambda t, c, v: on_generate(exp.name, t, c, v, 16, 0, False)[:5],
                                 run_on_click=True, cache_examples=False, label="Examples", elem_id="examples",
-                                example_labels=[label for label, _ in examples_with_labels(exp)])
+                                example_labels=[label for label, _ in examples])
                 budget_md = gr.Markdown(budget_note(exp), elem_id="budget")
             with gr.Tab("Timeline", id="timeline", elem_id="tab-timeline"):
                 with gr.Row():

@@ -94,14 +94,11 @@ class RunFolder:
                     tmp.unlink(missing_ok=True)
 
     def discard_unstarted(self, keep_folder: bool = False) -> None:
-        """Undo a start that failed before anything was trained: remove ``config.json`` (and the folders left
-        empty), so that the same command starts afresh. A folder with a state or a task file is left alone."""
+        """Undo a start that failed before anything was saved: remove the folders it left empty (``config.json``
+        comes only with the first save, ``write_config_with``), so that the same command starts afresh. A folder
+        with a state or a task file is left alone."""
         if self.state_path.exists() or self.task_files():
             return
-        try:
-            self.config_path.unlink(missing_ok=True)
-        except OSError:
-            pass
         for folder in (self.path / "samples", self.path / "logs", *(() if keep_folder else (self.path,))):
             try:
                 folder.rmdir()   # only if empty

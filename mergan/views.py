@@ -52,15 +52,12 @@ def variant_choices(exp: Experiment) -> list[tuple[str, str]]:
 def verdicts(exp: Experiment | None, task, class_name, variant="ra", seed=0) -> tuple[str, str]:
     """A heading for each panel: the strategy, and what its generator draws when asked for the class, scored by
     the evaluator on 64 samples of this seed (the first ones are those shown)."""
+    checked, error = _check(exp, task, class_name, 1, seed)
+    learned = not error and checked[1] <= checked[0]
     heads = []
     for s in ("sft", str(variant).lower()):
-        head = f"### {short(s)}"
-        checked, error = _check(exp, task, class_name, 1, seed)
-        if not error and checked[1] <= checked[0]:
-            v = verdict(exp, s, checked[0], class_name, checked[3])
-            if v is not None:
-                head += f"\n**{v}**"
-        heads.append(head)
+        v = verdict(exp, s, checked[0], class_name, checked[3]) if learned else None
+        heads.append(f"### {short(s)}" + (f"\n**{v}**" if v is not None else ""))
     return heads[0], heads[1]
 
 
@@ -168,10 +165,6 @@ def examples_with_labels(exp: Experiment) -> list[tuple[str, list]]:
     if "ewc" in exp.runs:
         rows.append((f"EWC asked for {exp.classes[last]}", [last, exp.classes[last], "ewc"]))
     return rows
-
-
-def example_rows(exp: Experiment) -> list[list]:
-    return [row for _, row in examples_with_labels(exp)]
 
 
 LIVE_UPDATES, LIVE_EVERY = 200, 25   # about half a minute for both on 2 free cores

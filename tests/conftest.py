@@ -43,3 +43,13 @@ def tiny_runs(tmp_path_factory) -> Path:
     for s in ("sft", "ra"):   # what the demo's live tab needs
         export(root / f"mnist-{s}")
     return root
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """Tests that run train.main many times in one process: Accelerate keeps its settings (mixed precision) per
+    process, so each test starts from a fresh state."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield

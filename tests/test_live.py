@@ -9,12 +9,7 @@ from mergan import live
 from mergan.checkpoints import CheckpointError
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
-    yield
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")   # see conftest
 
 
 def test_teach_streams_grids_of_every_class_and_stops_when_closed(tiny_runs):

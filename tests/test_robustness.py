@@ -16,21 +16,16 @@ import torch
 from PIL import Image
 
 import train
+from test_train import TINY
 from mergan import load_generator
 from mergan.checkpoints import CheckpointError, save_generator
 from mergan.data import DataError, decode_image
 from mergan.models import build_generator, model_config
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--mnist-source", "mnist5k", "--dim", "4", "--iters", "3", "--save-every", "2"]
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
-    yield
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")   # see conftest
 
 
 def snapshot(folder: Path) -> dict:

@@ -20,13 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--mnist-source", "mnist5k", "--dim", "4", "--iters", "3", "--save-every", "2"]
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    """train.main runs many times in this process; Accelerate keeps its settings (mixed precision) per process."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
-    yield
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")   # see conftest
 
 
 def run(out, *extra, strategy="ra", classes="0,1"):
