@@ -110,12 +110,12 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
                         n_sl = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples", elem_id="n")
                         # No minimum/maximum here: the app's own check answers a bad seed in one line.
                         seed_nb = gr.Number(0, precision=0, label="Seed", elem_id="seed")
-                        rand_cb = gr.Checkbox(False, label="Randomize seed", elem_id="randomize")
+                        dice = gr.Button("🎲 Random seed", elem_id="random-seed")
                         go = gr.Button("Generate", variant="primary", elem_id="generate")
                 examples = examples_with_labels(exp)
                 if examples:
                     gr.Examples([row for _, row in examples], [task_dd, class_dd, variant_dd], [sft_head, sft_img, mer_head, mer_img,
-                                info_md], fn=lambda t, c, v: on_generate(exp.name, t, c, v, 16, 0, False)[:5],
+                                info_md], fn=lambda t, c, v: on_generate(exp.name, t, c, v, 16, 0),
                                 run_on_click=True, cache_examples=False, label="Examples", elem_id="examples",
                                 example_labels=[label for label, _ in examples])
                 budget_md = gr.Markdown(budget_note(exp), elem_id="budget")
@@ -169,10 +169,11 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
             with gr.Tab("About", id="about", elem_id="tab-about"):
                 about_md = gr.Markdown(about_text(exp), elem_id="about")
 
-        def on_generate(name, task, class_name, variant, n, seed, randomize):
+        # The seed box is never an output of a redraw: Gradio holds an event's outputs static while it is pending,
+        # which could drop what a visitor types there meanwhile. Only the dice button writes to it.
+        def on_generate(name, task, class_name, variant, n, seed):
             try:
-                if randomize or seed is None:
-                    seed = random.randint(0, MAX_SEED) if randomize else 0
+                seed = 0 if seed is None else seed
                 e = catalog.get(name)
                 a, b, info = side_by_side(e, task, class_name, variant, n, seed)
                 ha, hb = verdicts(e, task, class_name, variant, seed)
@@ -182,8 +183,7 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
                 log.exception("generation failed")
                 a, b, info = None, None, f"⚠️ Generation failed ({type(err).__name__})."
                 ha, hb = "", ""
-            # The seed box changes only to show a randomized seed: never over what the visitor is typing.
-            return ha, a, hb, b, info, seed if randomize else gr.skip()
+            return ha, a, hb, b, info
 
         def on_timeline(name, class_name, n, seed):
             try:
@@ -215,14 +215,16 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
                     gr.update(choices=class_choices(e, t), value=e.classes[0]),
                     gr.update(choices=vs, value=v), gr.update(choices=e.classes, value=e.classes[0]))
 
-        side_inputs = [exp_dd, task_dd, class_dd, variant_dd, n_sl, seed_nb, rand_cb]
-        side_outputs = [sft_head, sft_img, mer_head, mer_img, info_md, seed_nb]
+        side_inputs = [exp_dd, task_dd, class_dd, variant_dd, n_sl, seed_nb]
+        side_outputs = [sft_head, sft_img, mer_head, mer_img, info_md]
         quiet = dict(api_visibility="private")
         go.click(on_generate, side_inputs, side_outputs, api_name="side_by_side")
         # Every control change draws again, so the pictures always answer what the controls say.
         task_dd.input(on_task, [exp_dd, task_dd, class_dd], class_dd, **quiet).then(
             on_generate, side_inputs, side_outputs, **quiet)
-        for control in (class_dd, variant_dd, rand_cb):
+        dice.click(lambda: random.randint(0, MAX_SEED), None, seed_nb, api_name="random_seed").then(
+            on_generate, side_inputs, side_outputs, **quiet)
+        for control in (class_dd, variant_dd):
             control.input(on_generate, side_inputs, side_outputs, **quiet)
         n_sl.release(on_generate, side_inputs, side_outputs, **quiet)
         seed_nb.submit(on_generate, side_inputs, side_outputs, **quiet)

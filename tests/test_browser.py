@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mergan.views import MAX_SEED
+
 CHROMIUM = "/usr/bin/chromium"
 FIRST_WAIT_MS = 30_000      # app load and first generation; Playwright's default 5 s is too short on 2 cores
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -93,20 +95,28 @@ def test_side_by_side_and_timeline_in_chromium(browser_ready, app_url, tiny_runs
     page.locator("#class input").click()
     page.get_by_role("option", name="2 (not learned yet after task 1)").wait_for()
     page.get_by_role("option", name="0", exact=True).click()
-    page.locator("#info").get_by_text("after task 1 (learned 1)").wait_for()   # redrawn by the change itself
     page.locator("#advanced").get_by_text("Samples and seed").click()   # folded: samples, seed, Generate
+    # Typed while the class change's redraw may still be pending: what the visitor types is kept and used.
     page.locator("#seed input").fill("5")
     page.locator("#generate").click()
+    page.locator("#info").get_by_text("Seed 5").wait_for()
+    page.locator("#info").get_by_text("after task 1 (learned 1)").wait_for()
+    assert page.locator("#seed input").input_value() == "5"
     page.wait_for_function(
         "src => { const i = document.querySelector('#mergan-image img');"
         " return i && i.src !== src && i.complete && i.naturalWidth > 0; }",
         arg=first_src)
-    page.locator("#info").get_by_text("Seed 5").wait_for()
     sft, mergan = image_pixels(page, "sft-image"), image_pixels(page, "mergan-image")
     assert sft.shape == mergan.shape and sft.shape[0] >= 64       # upscaled: 2 rows of 32x32 digits at least x2
     assert not np.array_equal(sft, mergan), "SFT and MeRGAN-RA drew identical images from the same noise"
     want_sft, want_ra, _ = demo_app.side_by_side(demo_app.discover(tiny_runs).experiments[0], 1, "0", "ra", 16, 5)
     assert np.array_equal(sft, np.asarray(want_sft)) and np.array_equal(mergan, np.asarray(want_ra))
+
+    # The dice writes a new seed into the box and draws with it.
+    page.locator("#random-seed").click()
+    page.wait_for_function("() => document.querySelector('#seed input').value !== '5'")
+    drawn = page.locator("#seed input").input_value()
+    page.locator("#info").get_by_text(f"Seed {drawn}:").wait_for()
 
     shots = Path(tempfile.mkdtemp(prefix="mergan-demo-shots-"))
     page.screenshot(path=shots / "side_by_side.png", full_page=True)
@@ -133,20 +143,23 @@ def test_side_by_side_and_timeline_in_chromium(browser_ready, app_url, tiny_runs
         shutil.copy(shots / f"{name}.png", f"/tmp/demo_screenshot{'' if name == 'side_by_side' else '_' + name}.png")
 
 
-def test_randomized_seed_is_shown_back_through_the_api(app_url):
-    """The real queue, no browser: a randomized seed is returned and named in the info line."""
+def test_random_seed_and_side_by_side_through_the_api(app_url):
+    """The real queue, no browser: the dice endpoint draws a seed, which the side-by-side names and reproduces."""
     from gradio_client import Client
 
     client = Client(app_url, verbose=False)
     name = "mnist: classes 0, 1, 2"
-    _, sft, _, ra, info, seed = client.predict(name, 2, "0", "ra", 4, 0, True, api_name="/side_by_side")
+    seeds = {client.predict(api_name="/random_seed") for _ in range(3)}
+    assert all(isinstance(s, (int, float)) and 0 <= s <= MAX_SEED for s in seeds) and len(seeds) > 1
+    seed = int(seeds.pop())
+    _, sft, _, ra, info = client.predict(name, 2, "0", "ra", 4, seed, api_name="/side_by_side")
     assert f"Seed **{seed}**" in info and Path(sft).is_file() and Path(ra).is_file()
-    again = client.predict(name, 2, "0", "ra", 4, seed, False, api_name="/side_by_side")
+    again = client.predict(name, 2, "0", "ra", 4, seed, api_name="/side_by_side")
     assert f"Seed **{seed}**" in again[4] and Path(again[3]).read_bytes() == Path(ra).read_bytes()
-    *_, info, _ = client.predict(name, 0, "2", "ra", 4, 0, False, api_name="/side_by_side")
+    *_, info = client.predict(name, 0, "2", "ra", 4, 0, api_name="/side_by_side")
     assert "learned in task 2" in info
     # a seed out of range: the app's own one line, no error from the server
-    *_, info, _ = client.predict(name, 2, "0", "ra", 4, -3, False, api_name="/side_by_side")
+    *_, info = client.predict(name, 2, "0", "ra", 4, -3, api_name="/side_by_side")
     assert "Seed must be between 0 and" in info
 
 
