@@ -169,7 +169,7 @@ def test_numbers_note_then_table(tiny_runs, exp, tmp_path):
 
 def test_budget_note_reads_the_runs_config(exp):
     note = demo_app.budget_note(exp)
-    assert "3 generator updates per task, network width 8, batch 64" in note and "CPU-sized" in note
+    assert "3 generator updates per task, network width 8, batch 16" in note and "CPU-sized" in note
     assert "non-saturating loss with R1, 1 critic step(s) per update, weight average delivered" in note
 
 

@@ -17,7 +17,7 @@ from mergan.checkpoints import CheckpointError, read_metadata
 from mergan.strategies import STRATEGIES
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--mnist-source", "mnist5k", "--dim", "4", "--iters", "3", "--save-every", "2"]
+TINY = ["--mnist-source", "mnist5k", "--dim", "4", "--iters", "3", "--save-every", "2", "--batch-size", "8"]
 
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")   # see conftest
@@ -332,7 +332,8 @@ def test_lsun_lmdb_and_svhn_mat_and_image_folders_end_to_end(tmp_path):
     ]
     for args, strategy, (channels, size), classes in cases:
         out = tmp_path / f"run-{args[1]}"
-        assert train.main(["--strategy", strategy, "--out", str(out), "--dim", "2", "--iters", "1", *args]) == 0
+        assert train.main(["--strategy", strategy, "--out", str(out), "--dim", "2", "--iters", "1", "--batch-size", "8",
+                           *args]) == 0
         G, meta = load_generator(out / f"task_{len(classes) - 1:02d}.safetensors")
         assert meta["classes"] == classes and meta["dataset"] == args[1]
         assert meta["model"]["arch"] == ("resnet64" if size == 64 else "dcgan32")
