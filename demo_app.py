@@ -26,18 +26,15 @@ from pathlib import Path
 
 import torch
 
-from mergan.catalog import budget_note, discover, numbers
+from mergan.catalog import budget_note, curve_colors, discover, numbers
 from mergan.views import (LIVE_UPDATES, MAX_SAMPLES, MAX_SEED, about_text, accuracy_frame, class_choices,
-                          examples_with_labels, lesson_frames, live_choices, side_by_side, task_choices,
-                          timeline, variant_choices, verdicts)
+                          default_variant, examples_with_labels, lesson_frames, live_choices, live_pair,
+                          side_by_side, task_choices, timeline, variant_choices, verdicts)
 
 log = logging.getLogger("mergan.demo")
 
 DEFAULT_RUNS = Path(__file__).resolve().parent / "assets" / "runs"  # the shipped runs, wherever the app starts
 
-# Forgetting in red, MeRGAN in blues and greens, the baselines in greys, the ceiling dashed-looking grey.
-CURVE_COLORS = {"SFT": "#d62728", "MeRGAN-RA": "#1f77b4", "MeRGAN-JTR": "#2ca02c", "EWC": "#9467bd",
-                "DGR": "#8c564b", "Joint (ceiling)": "#7f7f7f"}
 # Digits large enough to read; tables that scroll sideways on a phone instead of breaking numbers.
 CSS = """
 #sft-image img, #mergan-image img { image-rendering: pixelated; width: 100%; height: auto; }
@@ -78,7 +75,7 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
         exp = catalog.experiments[0]
         last = exp.n_tasks - 1
         variants = variant_choices(exp)
-        variant0 = "ra" if "ra" in exp.runs else (variants[0][1] if variants else "ra")
+        variant0 = default_variant(exp)
         sft0, mer0, info0 = side_by_side(exp, last, exp.classes[0], variant0, 16, 0)
         head0 = verdicts(exp, last, exp.classes[0], variant0, 0)
         tl0, tl_info0 = timeline(exp, exp.classes[0], 4, 0)
@@ -132,7 +129,7 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
             with gr.Tab("Numbers", id="numbers", elem_id="tab-numbers"):
                 curve = accuracy_frame(exp)
                 curve_plot = gr.LinePlot(curve, x="after task", y="accuracy (%)", color="strategy",
-                                         color_map=CURVE_COLORS, y_lim=[0, 100],
+                                         color_map=curve_colors(exp), y_lim=[0, 100],
                                          title="Average accuracy over the classes seen", elem_id="numbers-plot",
                                          visible=curve is not None, x_axis_labels_visible=True, height=320)
                 num_md = gr.Markdown(num0, elem_id="numbers-table")
@@ -153,11 +150,11 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
                         live_stop = gr.Button("Stop", elem_id="live-stop")
                     with gr.Row():
                         with gr.Column(min_width=280):
-                            gr.Markdown("### SFT")
+                            gr.Markdown(f"### {exp.runs[live_pair(exp)[0]].info.short}")
                             live_sft = gr.Image(None, show_label=False, type="pil", format="png",
                                                 interactive=False, buttons=[], elem_id="live-sft")
                         with gr.Column(min_width=280):
-                            gr.Markdown("### MeRGAN-RA")
+                            gr.Markdown(f"### {exp.runs[live_pair(exp)[1]].info.short}")
                             live_ra = gr.Image(None, show_label=False, type="pil", format="png",
                                                interactive=False, buttons=[], elem_id="live-ra")
                     live_md = gr.Markdown("", elem_id="live-status")
@@ -210,7 +207,7 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
             e = catalog.get(name)
             t = e.n_tasks - 1
             vs = variant_choices(e)
-            v = "ra" if "ra" in e.runs else (vs[0][1] if vs else "ra")
+            v = default_variant(e)
             return (gr.update(choices=task_choices(e), value=t),
                     gr.update(choices=class_choices(e, t), value=e.classes[0]),
                     gr.update(choices=vs, value=v), gr.update(choices=e.classes, value=e.classes[0]))

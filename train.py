@@ -16,11 +16,11 @@ import sys
 from dataclasses import asdict
 
 from mergan.checkpoints import CheckpointError
-from mergan.config import DEFAULTS, PRESETS, RunConfig, check_name, resolve
+from mergan.config import DEFAULTS, PRESETS, SETTINGS, RunConfig, check_name, resolve
 from mergan.data import DATASETS, DataError, load_task_data
-from mergan.losses import LOSSES
+from mergan.records import RecordError
 from mergan.runs import RunFolder
-from mergan.strategies import STRATEGIES, build_strategy
+from mergan.strategies import STRATEGIES
 from mergan.trainer import Trainer, TrainingError
 
 log = logging.getLogger("mergan")
@@ -34,38 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", default=None,
                    help="comma-separated classes in task order (default: all, in the paper's order)")
     p.add_argument("--preset", default="paper", help=f"budget preset: {', '.join(PRESETS)} (default paper)")
-    p.add_argument("--iters", type=int, default=None, help="generator updates per task (overrides the preset)")
-    p.add_argument("--dim", type=int, default=None, help="network width (default: the paper's, 32 or 64)")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the preset's; paper 64)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the preset's; paper 1e-4)")
-    p.add_argument("--loss", default=None, choices=list(LOSSES),
-                   help="the game: wgan-gp (the original's) or ns-r1 (default: the preset's)")
-    p.add_argument("--critic-iters", type=int, default=None,
-                   help="critic updates per generator update (default: the preset's; paper 5)")
-    p.add_argument("--penalty-weight", type=float, default=None,
-                   help="WGAN-GP's lambda or R1's gamma (default: the preset's; paper 10)")
-    p.add_argument("--penalty-every", type=int, default=None,
-                   help="gradient penalty on every k-th critic step, weighted by k (default: the preset's; paper 1)")
-    p.add_argument("--betas", default=None, help="Adam's beta1,beta2 (default: the preset's; paper 0,0.9)")
-    p.add_argument("--ema", type=float, default=None,
-                   help="decay of the generator's weight average that is delivered and replayed; 0 for none "
-                        "(default: the preset's; paper 0)")
-    p.add_argument("--replay-batch", type=int, default=None,
-                   help="replays per step, shared by the old classes on digits, per old class on LSUN (default: "
-                        "the preset's; paper: the batch size)")
+    for s in SETTINGS:   # every setting once (mergan.config.SETTINGS); None: the preset's
+        p.add_argument(s.flag, dest=s.name, type=s.type, default=None, help=s.help,
+                       **({"choices": list(s.choices)} if s.choices else {}))
     p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<strategy>)")
-    p.add_argument("--data-dir", default="data", help="where the dataset lives (default ./data)")
-    p.add_argument("--mnist-source", default="auto", choices=["auto", "full", "mnist5k"],
-                   help="auto: full MNIST if found or downloadable, else the 5,000 real digits shipped in assets/")
+    p.add_argument("--data-dir", default=None,
+                   help="where the dataset lives (default ./data; MNIST: its files there, else the official files "
+                        "shipped in assets/mnist; --test: the data the run was trained on)")
     p.add_argument("--lsun-cap", type=int, default=100_000, help="LSUN images per class (paper: 100,000)")
     p.add_argument("--image-size", type=int, default=32, choices=[32, 64], help="folder datasets: 32 or 64")
     p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="folder datasets: 1 or 3")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    p.add_argument("--ra-lambda", type=float, default=None,
-                   help="RA weight (default 1e-3, SVHN 1e-2, for batch 64: times 64/batch at another "
-                        "batch, times 3 in the quick preset)")
-    p.add_argument("--ewc-lambda", type=float, default=None, help="EWC weight (default 1e9)")
-    p.add_argument("--save-every", type=int, default=None, help="iterations between resumable state saves")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
@@ -75,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", default=None,
                    help="--test: evaluator file (default: assets/classifiers/, then classifiers/, else trained once)")
     p.add_argument("--classifier-epochs", type=int, default=None,
-                   help="--test: epochs when the evaluator has to be trained (default 15)")
+                   help="--test: epochs when an evaluator has to be trained (default: chosen on validation images)")
     p.add_argument("--inception-weights", default=None,
                    help="--test: local inception_v3 weights for Inception FID (skipped without them)")
     return p
@@ -87,12 +66,8 @@ def fail(message: str) -> int:
 
 
 def make_config(args, data) -> RunConfig:
-    return resolve(data, dataset=args.dataset, strategy=args.strategy, preset=args.preset, seed=args.seed,
-                   iters=args.iters, dim=args.dim, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
-                   critic_iters=args.critic_iters, penalty_weight=args.penalty_weight,
-                   penalty_every=args.penalty_every, betas=args.betas, ema=args.ema, replay_batch=args.replay_batch,
-                   save_every=args.save_every,
-                   ra_lambda=args.ra_lambda, ewc_lambda=args.ewc_lambda)
+    return resolve(data, strategy=args.strategy, preset=args.preset, seed=args.seed,
+                   overrides={s.name: getattr(args, s.name) for s in SETTINGS})
 
 
 def main(argv=None) -> int:
@@ -110,11 +85,11 @@ def main(argv=None) -> int:
     run = RunFolder(args.out or f"runs/{args.dataset}-{args.strategy}")
     out = run.path
     try:
-        data = load_task_data(args.dataset, args.data_dir, args.classes, mnist_source=args.mnist_source,
-                              lsun_cap=args.lsun_cap, image_size=args.image_size, channels=args.channels)
+        data = load_task_data(args.dataset, args.data_dir or "data", args.classes, lsun_cap=args.lsun_cap,
+                              image_size=args.image_size, channels=args.channels)
         cfg = make_config(args, data)
         state, message = run.plan(cfg, args.resume, one_task=STRATEGIES[cfg.strategy].one_task)
-    except (DataError, CheckpointError, ValueError) as e:
+    except (DataError, CheckpointError, RecordError, ValueError) as e:
         return fail(str(e))
     except OSError as e:   # an unreadable data folder or run folder
         return fail(f"cannot read {e.filename or args.data_dir}: {e.strerror or e}; check the path and its permissions")
@@ -131,7 +106,7 @@ def main(argv=None) -> int:
                       log_with="tensorboard" if args.tensorboard else None, project_dir=str(out / "logs"))
     if not acc.is_main_process:
         logging.getLogger().setLevel(logging.WARNING)
-    log.info("data: %s", data.source)
+    log.info("data: %s", data.source.description)
     log.info("run: %s, strategy %s, %d task(s) %s, %d generator updates per task, model %s, on %s x%d",
              out, cfg.strategy, len(cfg.classes), ",".join(cfg.classes), cfg.iters, cfg.model, acc.device,
              acc.num_processes)
@@ -143,7 +118,7 @@ def main(argv=None) -> int:
         acc.wait_for_everyone()
         if args.tensorboard:
             acc.init_trackers("mergan", config={k: str(v) for k, v in asdict(cfg).items()})
-        trainer = Trainer(cfg, data, out, acc, build_strategy(cfg))
+        trainer = Trainer(cfg, data, out, acc)
         trainer.train(state)
     except (TrainingError, CheckpointError, DataError) as e:
         if fresh and acc.is_main_process:

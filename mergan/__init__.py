@@ -2,7 +2,7 @@
 
     from mergan import load_generator, sample
     G, meta = load_generator("runs/mnist-ra/task_04.safetensors")
-    images = sample(G, labels=[0, 0, 3], seed=0)     # uint8 (N, C, H, W); label i draws meta["classes"][i]
+    images = sample(G, labels=[0, 0, 3], seed=0)     # uint8 (N, C, H, W); label i draws meta.classes[i]
 """
 from .checkpoints import CheckpointError, load_generator, read_metadata, save_generator
 from .sampling import generate, sample

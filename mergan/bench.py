@@ -43,43 +43,30 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def make_trainer(strategy: str, dim: int | None, task: int, cpu: bool, mixed_precision: str,
-                 batch_size: int | None = None, preset: str = "paper", overrides: dict | None = None):
-    """A trainer at the start of task ``task`` of MNIST, its previous generator a copy of its own."""
+def make_trainer(strategy: str, task: int, cpu: bool, mixed_precision: str, preset: str = "paper",
+                 overrides: dict | None = None):
+    """A trainer at the start of task ``task`` of MNIST, its previous generator a copy of its own, and the
+    iterator of that task's steps (``Trainer.task_steps``, nothing saved)."""
+    import copy
+
     from accelerate import Accelerator
 
-    from .batches import BatchStream
-    from .data import load_task_data
     from .config import resolve
-    from .strategies import build_strategy
+    from .data import load_task_data
     from .trainer import Trainer
 
-    data = load_task_data("mnist", "data", ",".join(str(i) for i in range(task + 1)), mnist_source="mnist5k")
-    cfg = resolve(data, dataset="mnist", strategy=strategy, preset=preset, iters=1, dim=dim, batch_size=batch_size)
-    for key, value in (overrides or {}).items():
-        setattr(cfg, key, value)
+    data = load_task_data("mnist", "data", ",".join(str(i) for i in range(task + 1)))
+    cfg = resolve(data, strategy=strategy, preset=preset, overrides={**(overrides or {}), "iters": 10_000_000})
     acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
-    tr = Trainer(cfg, data, "unused", acc, build_strategy(cfg))
-    tr.prepare_models()
-    tr.new_optimizers()
-    tr.load_previous = lambda t: copy.deepcopy(tr.strategy.deliverable(tr.context(t))[0]).requires_grad_(False)
+    holder = {}
+    tr = Trainer(cfg, data, "unused", acc,
+                 previous=lambda t: copy.deepcopy(holder["tr"].strategy.deliverable(holder["tr"].context(t))[0])
+                 .requires_grad_(False))
+    holder["tr"] = tr
     tasks, _ = tr.strategy.plan(task + 1, 1)
-    t = tasks[-1]
     if task > 0:
-        tr.strategy.end_task(tr.context(task - 1))   # EWC: a Fisher to pull towards
-    tr.ctx = tr.context(t)
-    tr.strategy.begin_task(tr.ctx)
-    dataset, _ = tr.strategy.task_data(data, data.classes, t)
-    return tr, t, BatchStream(dataset, cfg.batch_size, 0)
-
-
-def iteration(tr, t, stream):
-    """One generator update and its critic updates, the (lazy) penalty on every ``penalty_every``-th of those."""
-    tr.generator_step(t)
-    for _ in range(tr.cfg.critic_iters):
-        step = getattr(tr, "_bench_steps", 0)
-        tr.critic_step(t, stream, penalty=step % tr.cfg.penalty_every == 0)
-        tr._bench_steps = step + 1
+        tr.finish_task(task - 1)   # EWC: a Fisher to pull towards
+    return tr, tr.task_steps(tasks[-1], cfg.iters, save=False)
 
 
 class _Global:
@@ -98,10 +85,11 @@ class _Global:
 def bench_strategy(strategy, args, device):
     from torch.utils.flop_counter import FlopCounterMode
 
-    tr, t, stream = make_trainer(strategy, args.dim, args.task, args.cpu, args.mixed_precision, args.batch_size,
-                                 args.preset, getattr(args, "overrides", None))
+    overrides = {**getattr(args, "overrides", {}), "dim": args.dim, "batch_size": args.batch_size}
+    tr, steps = make_trainer(strategy, args.task, args.cpu, args.mixed_precision, args.preset, overrides)
+    next(steps)   # iteration 0: the critic alone
     for _ in range(args.warmup):
-        iteration(tr, t, stream)
+        next(steps)
     # FLOPs per iteration averaged over one cycle of the lazy penalty (``penalty_every`` iterations: it falls on
     # every k-th critic step, so one iteration alone counts it fully or not at all).
     counter = FlopCounterMode(display=False)
@@ -109,14 +97,14 @@ def bench_strategy(strategy, args, device):
     cycle = tr.cfg.penalty_every
     with counter:
         for _ in range(cycle):
-            iteration(tr, t, stream)
+            next(steps)
     flops = counter.get_total_flops() / cycle
     times = []
     for _ in range(args.repeats):
         sync(device)
         start = time.perf_counter()
         for _ in range(args.iters):
-            iteration(tr, t, stream)
+            next(steps)
         sync(device)
         times.append((time.perf_counter() - start) / args.iters)
     return statistics.median(times), min(times), max(times), flops
@@ -152,19 +140,19 @@ def time_to_quality(budgets: list[int], eval_samples: int, cpu: bool, out_root: 
         out = root / f"ra-{iters}"
         start = time.perf_counter()
         argv = ["train.py", "--strategy", "ra", "--preset", "quick", "--classes", "0,1,2,3,4", "--iters", str(iters),
-                "--mnist-source", "mnist5k", "--out", str(out)] + (["--cpu"] if cpu else [])
+                "--out", str(out)] + (["--cpu"] if cpu else [])
         done = subprocess.run([sys.executable, *argv], cwd=Path(__file__).resolve().parents[1],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
             raise SystemExit(f"error: the RA run with {iters} updates per task failed: {done.stderr.strip()[-300:]}")
         seconds = time.perf_counter() - start
         m = evaluate_run(out, eval_samples=eval_samples, device="cpu" if cpu or not torch.cuda.is_available()
-                         else "cuda", mnist_source="mnist5k", pictures=False)
-        last = m["tasks"][-1]
-        both = last.get("both", last)["average"]
-        rows.append(f"RA, {iters:>5} updates per task: {seconds:6.0f} s; after task 4 cnn32 "
-                    f"{100 * last['average']:.1f}%, mlp32 {100 * last['second']['average']:.1f}%, lower of the two "
-                    f"{100 * both:.1f}%")
+                         else "cuda", pictures=False)
+        last = m.final
+        both = last.strict.average
+        rows.append(f"RA, {iters:>5} updates per task: {seconds:6.0f} s; after task 4 {m.main.arch} "
+                    f"{100 * last.main.average:.1f}%, {m.second.arch} {100 * last.second.average:.1f}%, lower of the "
+                    f"two {100 * both:.1f}%")
         for goal in (0.90, 0.96):
             if both >= goal and goal not in reached:
                 reached[goal] = (seconds, iters)
@@ -181,9 +169,8 @@ def main(argv=None):
     p.add_argument("--task", type=int, default=4, help="task index timed (old classes = task)")
     p.add_argument("--preset", default="paper", help="training settings of this preset (default paper)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one training setting of the preset, e.g. --set loss=wgan-gp --set critic_iters=5 "
-                        "(keys: batch_size, lr, beta1, beta2, critic_iters, gp_weight, loss, penalty_every, ema, "
-                        "replay_batch)")
+                   help="override one setting of the preset, e.g. --set loss=wgan-gp --set critic_iters=5 (keys: "
+                        "train.py's settings with underscores: lr, betas, critic_iters, gp_weight, ...)")
     p.add_argument("--dim", type=int, default=None, help="network width (default: the preset's; paper 32)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: the preset's; paper 64)")
     p.add_argument("--iters", type=int, default=5)
@@ -196,14 +183,19 @@ def main(argv=None):
                         "500,1000,1500, and report the wall time to 90%% and 96%% accuracy (minutes each)")
     p.add_argument("--eval-samples", type=int, default=1000, help="--time-to-quality: images per class scored")
     args = p.parse_args(argv)
-    from .config import DEFAULTS, TRAINING
+    from .config import SETTINGS, resolve
+    from .data import load_task_data
 
+    kinds = {s.name: s.type for s in SETTINGS}
     args.overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
-        if key not in TRAINING or not value:
-            p.error(f"--set takes KEY=VALUE with KEY one of {', '.join(TRAINING)}; got {item!r}")
-        args.overrides[key] = (int if DEFAULTS[key] is None else type(DEFAULTS[key]))(value)
+        if key not in kinds or not value:
+            p.error(f"--set takes KEY=VALUE with KEY one of {', '.join(kinds)}; got {item!r}")
+        try:
+            args.overrides[key] = kinds[key](value)
+        except ValueError:
+            p.error(f"--set {key} takes a {kinds[key].__name__}, got {value!r}")
     if args.task < 1:
         p.error("--task must be at least 1 so that replay strategies have old classes")
     torch.manual_seed(0)
@@ -211,18 +203,20 @@ def main(argv=None):
     peak = matmul_flops(device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; measured fp32 matmul: {peak / 1e9:.1f} GFLOP/s")
-    from .config import preset_values
-
-    pv = {**preset_values(args.preset, "mnist"), **args.overrides}
-    dim, batch = args.dim or pv["dim"] or 32, args.batch_size or pv["batch_size"]
-    print(f"MNIST 32x32, preset {args.preset}: {pv['loss']}, width {dim}, batch {batch}, {pv['critic_iters']} "
-          f"critic step(s) per generator step, penalty every {pv['penalty_every']}, EMA {pv['ema']}; "
+    try:
+        cfg = resolve(load_task_data("mnist", "data", "0"), strategy="sft", preset=args.preset,
+                      overrides={**args.overrides, "dim": args.dim, "batch_size": args.batch_size})
+    except ValueError as e:
+        p.error(str(e))
+    batch = cfg.batch_size
+    print(f"MNIST 32x32, preset {args.preset}: {cfg.loss}, width {cfg.model['dim']}, batch {batch}, "
+          f"{cfg.critic_iters} critic step(s) per generator step, penalty every {cfg.penalty_every}, EMA {cfg.ema}; "
           f"task {args.task} ({args.task} old classes), median of {args.repeats} x {args.iters} iterations")
     print(f"{'strategy':<9}{'ms/iter':>10}{'min':>9}{'max':>9}{'img/s':>9}{'GFLOP/iter':>12}{'GFLOP/s':>10}"
           f"{'of matmul':>11}")
     for s in args.strategies.split(","):
         med, lo, hi, flops = bench_strategy(s, args, device)
-        images = batch * (1 + pv["critic_iters"])  # generated images per iteration: generator and critic batches
+        images = batch * (1 + cfg.critic_iters)  # generated images per iteration: generator and critic batches
         print(f"{s:<9}{med * 1e3:>10.1f}{lo * 1e3:>9.1f}{hi * 1e3:>9.1f}{images / med:>9.0f}{flops / 1e9:>12.2f}"
               f"{flops / med / 1e9:>10.1f}{flops / med / peak:>10.1%}")
     if args.preset != "paper":

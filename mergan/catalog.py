@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from .checkpoints import CheckpointError, load_generator
-from .config import DEFAULTS
-from .naming import ordered, percent, short
+from .records import Metrics, RecordError, RunRecord, StrategyInfo
 from .runs import RunFolder
+from .tables import comparison_rows, per_class_rows, render
 
 log = logging.getLogger("mergan.demo")
 
@@ -28,14 +28,35 @@ TRAIN_HINT = ("Train some runs first, e.g. `python train.py --strategy sft --pre
 # ----------------------------------------------------------------------------------------------- discovery
 @dataclass
 class Run:
-    """One run folder: its settings and the generator of every task it has finished, loaded once."""
+    """One run folder: its record (settings, the strategy's identity) and the generator of every task it has
+    finished, loaded once."""
     name: str
     path: Path
-    strategy: str
-    dataset: str
-    classes: list[str]
+    record: RunRecord
     generators: dict[int, torch.nn.Module] = field(default_factory=dict)
-    data_source: str = ""
+
+    @property
+    def info(self) -> StrategyInfo:
+        return self.record.strategy
+
+    @property
+    def strategy(self) -> str:
+        return self.record.strategy.name
+
+    @property
+    def dataset(self) -> str:
+        return self.record.config.dataset
+
+    @property
+    def classes(self) -> list[str]:
+        return self.record.config.classes
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
+
+
+ROLE_ORDER = {"lower bound": 0, "mergan": 1, "baseline": 2, "upper bound": 3}
 
 
 @dataclass
@@ -53,6 +74,21 @@ class Experiment:
     @property
     def n_tasks(self) -> int:
         return len(self.classes)
+
+    def strategies(self, *roles: str) -> list[str]:
+        """The experiment's strategies (of ``roles``, if given): what forgets, what remembers, the baselines,
+        the upper bound; each group in the paper's column order, MeRGAN's from its last column (the paper's
+        headline, RA) back."""
+        found = [s for s, r in self.runs.items() if not roles or r.info.role in roles]
+
+        def key(s):
+            info = self.runs[s].info
+            return ROLE_ORDER.get(info.role, 9), -info.order if info.role == "mergan" else info.order, s
+        return sorted(found, key=key)
+
+    def first(self, *roles: str) -> str | None:
+        found = self.strategies(*roles)
+        return found[0] if found else None
 
 
 @dataclass
@@ -80,6 +116,7 @@ def rel(path: Path) -> str:
 MAX_CLASSES = 20        # classes (= tasks) per run shown; the paper's largest has 10
 MAX_MESSAGE = 300       # characters of one message (a crafted value is not echoed in full)
 MAX_PICTURE = 4_000_000  # pixels of a run's picture shown
+MAX_PICTURE_BYTES = 20_000_000
 
 
 def _short(text: str, n: int = MAX_MESSAGE) -> str:
@@ -88,33 +125,25 @@ def _short(text: str, n: int = MAX_MESSAGE) -> str:
 
 
 def _load_run(folder: Path, messages: list[str]) -> Run | None:
+    run_folder = RunFolder(folder)
     try:
-        cfg = RunFolder(folder).read_config()
-        classes = cfg["classes"]
-        if not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES:
-            raise ValueError(f"'classes' must be a list of 1 to {MAX_CLASSES} names")
-        run = Run(folder.name, folder, _short(cfg["strategy"], 40), _short(cfg["dataset"], 40),
-                  [_short(c, 40) for c in classes], data_source=str(cfg.get("data_source", "")))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        messages.append(_short(f"skipped `{rel(folder)}`: its config.json is unusable ({type(e).__name__}: {e})"))
+        record = run_folder.read_record()
+        if len(record.config.classes) > MAX_CLASSES:
+            raise RecordError(f"it has {len(record.config.classes)} classes, more than the {MAX_CLASSES} shown")
+    except (OSError, RecordError) as e:
+        messages.append(_short(f"skipped `{rel(folder)}`: {e}"))
         return None
-    files = RunFolder(folder).task_files()
+    run = Run(folder.name, folder, record)
+    files = run_folder.task_files()
     if not files:
         messages.append(f"skipped `{rel(folder)}`: no task_XX.safetensors yet (still training?)")
         return None
-    for t, path in files:
+    for t, path in files[:MAX_CLASSES]:
         try:
-            G, meta = load_generator(path)
+            run_folder.read_task(t, record)
+            G, _ = load_generator(path)
         except CheckpointError as e:
             messages.append(_short(f"skipped `{rel(path)}`: {e}"))
-            continue
-        expected = run.classes[: t + 1]   # a joint run's one task is its last
-        got = [str(c) for c in meta.get("classes", [])]
-        if meta.get("dataset") != run.dataset or got != expected or meta.get("task") != t:
-            messages.append(_short(f"skipped `{rel(path)}`: it holds dataset {meta.get('dataset')}, task "
-                                   f"{meta.get('task')}, classes {','.join(got)}, but its run's config.json says "
-                                   f"dataset {run.dataset}, task {t}, classes {','.join(expected)}; it belongs to "
-                                   f"another run"))
             continue
         run.generators[t] = G
     if not run.generators:
@@ -149,8 +178,8 @@ def discover(runs_dir: str | Path) -> Catalog:
         exp.runs[run.strategy] = run
     for exp in experiments.values():
         exp.evaluator = find_evaluator(exp)
-    # The richest experiment (the SFT-vs-MeRGAN comparison) first.
-    ordered = sorted(experiments.values(), key=lambda e: (-("sft" in e.runs), -len(e.runs), e.name))
+    # The richest experiment (forgetting beside remembering) first.
+    ordered = sorted(experiments.values(), key=lambda e: (-bool(e.strategies("lower bound")), -len(e.runs), e.name))
     if not ordered:
         messages.append(f"no usable runs in `{rel(runs_dir)}`. {TRAIN_HINT}")
     return Catalog(ordered, messages, runs_dir)
@@ -162,20 +191,11 @@ VERDICT_SAMPLES = 64   # images scored per verdict: the first n of them are the 
 
 def find_evaluator(exp: Experiment):
     """The evaluator of the experiment's data if one is shipped or cached (never trained here), else None."""
-    from .classifier import CACHE, SHIPPED, EvaluationError, cache_name, load_classifier
+    from .classifier import find_classifier
 
     run = next(iter(exp.runs.values()))
     G = next(iter(run.generators.values()))
-    name = cache_name(exp.dataset, run.data_source, G.size, G.channels)
-    for folder in (SHIPPED, CACHE):
-        if (folder / name).is_file():
-            try:
-                ev = load_classifier(folder / name)
-            except EvaluationError as e:
-                log.warning("%s", _short(str(e)))
-                return None
-            return ev if all(c in ev.classes for c in exp.classes) else None
-    return None
+    return find_classifier(run.record.config.data_source.subset(exp.classes), G.size, G.channels)
 
 
 def verdict(exp: Experiment, strategy: str, task: int, class_name: str, seed: int) -> str | None:
@@ -198,85 +218,49 @@ def verdict(exp: Experiment, strategy: str, task: int, class_name: str, seed: in
 
 
 # ------------------------------------------------------------------------------------------------- numbers
-def _read_metrics(run: Run) -> dict | None:
+def metrics_of(run: Run) -> Metrics | None:
+    """The run's evaluation, or None if it has none (or an unusable one)."""
     try:
-        m = RunFolder(run.path).read_metrics()
-        return m if isinstance(m, dict) else None
-    except (OSError, ValueError):
+        return run.folder.read_metrics() if run.folder.has_metrics() else None
+    except (OSError, RecordError) as e:
+        log.warning("%s", _short(str(e)))
         return None
 
 
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _headline(value, keys) -> float | None:
-    """A number, or the first of ``keys`` in a dict that is one."""
-    if isinstance(value, dict):
-        return next((v for k in keys if (v := _num(value.get(k))) is not None), None)
-    return _num(value)
-
-
 def numbers(exp: Experiment | None):
-    """Table 1-style accuracies of every run in the experiment that has a metrics.json.
+    """The experiment's evaluated runs side by side (``tables.comparison_rows``) and per class.
 
-    Returns ``(markdown, plots)``: the table (or a note on how to make it) and ``[(path, caption)]`` of the
-    runs' accuracy.png plots.
+    Returns ``(markdown, plots)``: the tables (or a note on how to make them) and ``[(image, caption)]`` of the
+    runs' forgetting grids.
     """
     if exp is None:
         return f"No runs loaded. {TRAIN_HINT}", []
-    strategies = ordered(exp.runs)
-    metrics = {s: m for s in strategies if (m := _read_metrics(exp.runs[s])) is not None}
+    strategies = exp.strategies()
+    metrics = {s: m for s in strategies if (m := metrics_of(exp.runs[s])) is not None}
     plots = []   # as images, not paths: gradio serves files only from the working and temporary folders
     for s in strategies:
-        path = exp.runs[s].path / "forgetting_grid.png"
-        if path.is_file():
+        path = exp.runs[s].folder.picture_path("forgetting_grid")
+        if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_PICTURE_BYTES:
             try:
                 with Image.open(path) as im:
                     if im.width * im.height <= MAX_PICTURE:
-                        plots.append((im.convert("RGB"), f"{short(s)}: every class after every task"))
-            except OSError as e:
+                        plots.append((im.convert("RGB"), f"{exp.runs[s].info.short}: every class after every task"))
+            except (OSError, Image.DecompressionBombError) as e:
                 log.warning("cannot read %s: %s", path, e)
     missing = [s for s in strategies if s not in metrics]
     note = ""
     if missing:
         cmds = "; ".join(f"`python train.py --test --out {rel(exp.runs[s].path)}`" for s in missing)
-        note = f"No metrics.json yet for {', '.join(short(s) for s in missing)}. Produce it with {cmds}."
+        note = f"No metrics.json yet for {', '.join(exp.runs[s].info.short for s in missing)}. Produce it with {cmds}."
     if not metrics:
         return note, plots
-    cols = list(metrics)
-    per_task: dict[str, dict[int, dict]] = {}
-    for s, m in metrics.items():
-        entries = [e for e in m.get("tasks", []) if isinstance(e, dict) and isinstance(e.get("task"), int)]
-        per_task[s] = {e["task"]: e for e in entries}
-    head = "| after task (learned) | " + " | ".join(short(s) for s in cols) + " |"
-    lines = ["**Average classification accuracy (%)** of generated samples over the classes seen so far "
-             "(Table 1's metric)", "", head, "|" + " --- |" * (len(cols) + 1)]
-    for t in range(exp.n_tasks):
-        vals = []
-        for s in cols:
-            v = _num(per_task[s].get(t, {}).get("average"))
-            vals.append("–" if v is None else f"{percent(v):.2f}")
-        if any(v != "–" for v in vals):
-            lines.append(f"| {t} ({exp.classes[t]}) | " + " | ".join(vals) + " |")
-    # One number per run; the evaluation may store a summary dict (reverse accuracy's "average", FID's "overall").
-    for key, title, inner in (("reverse_accuracy", "reverse accuracy (%)", ("average", "accuracy")),
-                              ("fid", "FID (final generator)", ("overall",))):
-        vals = [_headline(metrics[s].get(key), inner) for s in cols]
-        if any(v is not None for v in vals):
-            cells = ["–" if v is None else f"{v if key == 'fid' else percent(v):.2f}" for v in vals]
-            lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    # Per-class accuracy after the last evaluated task shows *where* the average goes (SFT: old classes).
-    last = {s: per_task[s][max(per_task[s])] for s in cols if per_task[s]}
-    pc = {s: e.get("per_class") for s, e in last.items() if isinstance(e.get("per_class"), dict)}
-    if pc:
-        lines += ["", "**Per-class accuracy (%) after the last evaluated task**", "",
-                  "| class | " + " | ".join(short(s) for s in pc) + " |", "|" + " --- |" * (len(pc) + 1)]
-        for c in exp.classes:
-            vals = [_num(pc[s].get(c)) for s in pc]
-            if any(v is not None for v in vals):
-                lines.append(f"| {c} | " + " | ".join("–" if v is None else f"{percent(v):.2f}" for v in vals)
-                             + " |")
+    runs = list(metrics.values())
+    header, rows = comparison_rows(runs)
+    pc_header, pc_rows = per_class_rows(runs, exp.classes)
+    lines = ["**Average classification accuracy (%)** of generated samples over the classes seen so far (the "
+             "paper's Table 1 metric), and the variety of the last generators", "", render(header, rows, "markdown"),
+             "", "**Each class after the last task**: accuracy (%, the stricter of the two evaluators) / recall",
+             "", render(pc_header, pc_rows, "markdown")]
     if note:
         lines += ["", note]
     return "\n".join(lines), plots
@@ -285,47 +269,50 @@ def numbers(exp: Experiment | None):
 def lowest_class(exp: Experiment, strategy: str) -> str | None:
     """The class the run keeps worst after its last evaluated task (lower of the two evaluators if present)."""
     run = exp.runs.get(strategy)
-    m = _read_metrics(run) if run else None
-    tasks = [e for e in (m or {}).get("tasks", []) if isinstance(e, dict)]
-    if not tasks:
+    m = metrics_of(run) if run else None
+    if m is None:
         return None
-    last = tasks[-1]
-    per_class = (last.get("both") or {}).get("per_class") or last.get("per_class")
-    scores = {c: _num(v) for c, v in (per_class or {}).items() if c in exp.classes and _num(v) is not None}
+    scores = {c: v for c, v in m.final.strict.per_class.items() if c in exp.classes}
     return min(scores, key=scores.get) if scores else None
 
 
 def accuracy_curves(exp: Experiment | None) -> list[dict]:
     """Rows (after task, accuracy in %, strategy) of each run's average accuracy after every task, for one plot;
-    joint training, which has one generator after all tasks, as a flat ceiling across the tasks."""
+    a strategy that learns every class in one task, as a flat line across the tasks (the ceiling)."""
     rows = []
     if exp is None:
         return rows
-    for s in ordered(exp.runs):
-        m = _read_metrics(exp.runs[s])
-        entries = [e for e in (m or {}).get("tasks", []) if isinstance(e, dict) and isinstance(e.get("task"), int)
-                   and _num(e.get("average")) is not None]
-        if s == "joint" and entries:
-            value = percent(_num(entries[-1]["average"]))
-            rows += [{"after task": t, "accuracy (%)": value, "strategy": "Joint (ceiling)"}
+    for s in exp.strategies():
+        m = metrics_of(exp.runs[s])
+        if m is None:
+            continue
+        info = exp.runs[s].info
+        if info.one_task:
+            value = 100 * m.final.main.average
+            rows += [{"after task": t, "accuracy (%)": value, "strategy": f"{info.short} (ceiling)"}
                      for t in range(exp.n_tasks)]
             continue
-        rows += [{"after task": e["task"], "accuracy (%)": percent(_num(e["average"])), "strategy": short(s)}
-                 for e in entries if 0 <= e["task"] < exp.n_tasks]
+        rows += [{"after task": t.task, "accuracy (%)": 100 * t.main.average, "strategy": info.short}
+                 for t in m.tasks if 0 <= t.task < exp.n_tasks]
     return rows
+
+
+def curve_colors(exp: Experiment | None) -> dict[str, str]:
+    """Each curve's colour, as each strategy declares it."""
+    if exp is None:
+        return {}
+    return {(r.info.short + (" (ceiling)" if r.info.one_task else "")): r.info.color for r in exp.runs.values()}
 
 
 def budget_note(exp: Experiment) -> str:
     """How these generators were trained, beside the paper's budget, so a CPU-sized run is read as one."""
-    try:
-        cfg = RunFolder(next(iter(exp.runs.values())).path).read_config()
-        iters, dim, batch = cfg["iters"], cfg["model"]["dim"], cfg.get("batch_size", DEFAULTS["batch_size"])
-    except (OSError, ValueError, KeyError, StopIteration):
+    if not exp.runs:
         return ""
-    loss, critic_iters = cfg.get("loss", DEFAULTS["loss"]), cfg.get("critic_iters", DEFAULTS["critic_iters"])
-    game = ("WGAN-GP, 5 critic steps per update" if (loss, critic_iters) == ("wgan-gp", 5) else
-            f"{'non-saturating loss with R1' if loss == 'ns-r1' else loss}, {critic_iters} critic step(s) per update"
-            + (", weight average delivered" if cfg.get("ema") else ""))
+    cfg = next(iter(exp.runs.values())).record.config
+    iters, dim, batch = cfg.iters, cfg.model["dim"], cfg.batch_size
+    game = ("WGAN-GP, 5 critic steps per update" if (cfg.loss, cfg.critic_iters) == ("wgan-gp", 5) else
+            f"{'non-saturating loss with R1' if cfg.loss == 'ns-r1' else cfg.loss}, {cfg.critic_iters} critic step(s) "
+            f"per update" + (", weight average delivered" if cfg.ema else ""))
     note = f"These generators: {iters} generator updates per task, network width {dim}, batch {batch}, {game}"
     if exp.dataset == "mnist" and (iters < 4000 or dim < 32 or batch < 64 or game.startswith("non")):
         note += (" (the paper: 4,000 updates, width 32, batch 64, WGAN-GP with 5 critic steps): a CPU-sized "

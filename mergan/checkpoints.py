@@ -1,14 +1,18 @@
 """The only code that knows file formats.
 
-Three kinds of file (their places in a run folder: ``mergan.runs``):
+Four kinds of file (their places in a run folder: ``mergan.runs``; what their records hold: ``mergan.records``):
 
-- the deliverable, one per task: ``task_XX.safetensors`` holding that task's generator and string metadata
-  (``strategy``, ``task``, ``classes``, ``dataset``, ``data_source``, ``model``, ``iters``, ...), enough to
-  rebuild it with ``load_generator`` alone;
-- the resumable training state, ``state.pt``: generator, critic, optimisers, random-number state and the
-  strategy's own tensors;
-- an evaluator (``mergan.classifier``): ``<dataset>-<hash>.safetensors``, its weights and JSON metadata
-  (format, architecture, class names in output order, data source, test accuracy).
+- the deliverable, one per task: ``task_XX.safetensors`` holding that task's generator and its ``TaskMeta``
+  (the whole resolved configuration, the strategy's identity, the run's id), enough to rebuild it with
+  ``load_generator`` alone;
+- the resumable training state, ``state.pt`` (``TrainingState``): generator, critic, optimisers, random-number
+  state and the strategy's own tensors;
+- what a finished run needs to keep learning, ``live.safetensors`` (``mergan.live``);
+- an evaluator (``mergan.classifier``): ``<dataset>-<arch>-<hash>.safetensors``, its weights and JSON metadata
+  (format, architecture, class names in output order, the data it learned, test accuracy).
+
+Every safetensors file is read by ``read_header`` and its metadata encoded one way (``encode``: ``format`` and
+``format_version`` as plain strings, every other value JSON).
 
 Every write goes to a temporary file in the same folder and is renamed over the target, so a crash never
 leaves a half-written file and never destroys the previous one.
@@ -23,11 +27,10 @@ from typing import Callable
 
 import torch
 
-from .models import ARCHS, build_generator
+from .models import ARCHS, build_deliverable
+from .records import FORMAT_VERSION, UPGRADE, RecordError, TaskMeta, TrainingState
 
 FORMAT = "mergan-generator"
-FORMAT_VERSION = "1"
-REQUIRED_META = ("strategy", "task", "classes", "dataset", "data_source", "model", "iters")
 
 
 class CheckpointError(Exception):
@@ -103,46 +106,75 @@ def write_safetensors(path: str | Path, tensors: dict, metadata: dict) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:]))
 
 
-def save_generator(path: str | Path, G: torch.nn.Module, meta: dict) -> None:
-    """Save a generator's weights and its metadata (values JSON-encoded unless already strings)."""
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise ValueError(f"generator metadata lacks {missing}")
-    strings = {"format": FORMAT, "format_version": FORMAT_VERSION}
-    strings.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
-    tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
-    write_safetensors(path, tensors, strings)
-
-
-def read_metadata(path: str | Path) -> dict:
-    """The decoded metadata of a generator file, without loading its weights."""
+def read_header(path: str | Path, fmt: str, what: str, fix: str) -> dict[str, str]:
+    """The metadata of a safetensors file of format ``fmt``, as stored (strings), without loading its tensors: the
+    one reader of every safetensors file here. ``what`` names the kind of file in messages, ``fix`` says what to
+    do with a bad one; raises ``CheckpointError``."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; check the path (runs hold task_XX.safetensors files)")
+        raise CheckpointError(f"no {what} at {path}; {fix}")
+    if path.stat().st_size > MAX_FILE:
+        raise CheckpointError(f"{path} is {path.stat().st_size / 1e9:.1f} GB, more than any {what}; {fix}")
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
     except Exception as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); it may be truncated: "
-                              f"re-copy it or retrain that task")
-    if raw.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a MeRGAN generator (format {raw.get('format')!r}); "
-                              f"use a task_XX.safetensors written by train.py")
-    if raw.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {raw.get('format_version')}, this mergan reads "
-                              f"{FORMAT_VERSION}; use the mergan version that wrote it")
-    meta = {}
+        raise CheckpointError(f"{path} is not a readable safetensors file ({str(e)[:80]}); it may be truncated: "
+                              f"{fix}") from None
+    if raw.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a {what} (format {str(raw.get('format'))[:40]!r}); {fix}")
+    return raw
+
+
+def encode(meta: dict) -> dict[str, str]:
+    """Metadata as safetensors stores it: ``format`` and ``format_version`` plain, every other value JSON."""
+    return {k: v if k in ("format", "format_version") else json.dumps(v, sort_keys=True) for k, v in meta.items()}
+
+
+def decode(raw: dict[str, str], path) -> dict:
+    """``encode``'s inverse; a value that is not JSON raises ``CheckpointError``."""
+    out = {}
     for k, v in raw.items():
+        if k in ("format", "format_version"):
+            out[k] = v
+            continue
         try:
-            meta[k] = json.loads(v)
+            out[k] = json.loads(v)
         except json.JSONDecodeError:
-            meta[k] = v
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise CheckpointError(f"{path} lacks metadata {missing}; it was not written by train.py")
-    check_model(path, meta["model"])
+            raise CheckpointError(f"{path}: metadata {k!r} is not JSON; the file is corrupt") from None
+    return out
+
+
+def load_tensors(path: str | Path, what: str, fix: str) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:
+        raise CheckpointError(f"cannot read the tensors in {path} ({str(e)[:80]}); {fix}") from None
+
+
+MAX_FILE = 4 << 30   # no file of a run is near this; a larger one is not read at all
+GENERATOR_FIX = "use a task_XX.safetensors written by train.py, or retrain that task"
+
+
+def save_generator(path: str | Path, G: torch.nn.Module, meta: TaskMeta) -> None:
+    """Save a task's deliverable (generator, or DGR's generator and solver) with its metadata."""
+    strings = {"format": FORMAT, "format_version": str(FORMAT_VERSION), **meta.to_strings()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    write_safetensors(path, tensors, strings)
+
+
+def read_metadata(path: str | Path) -> TaskMeta:
+    """The metadata of a task file (``TaskMeta``), without loading its weights; the model's sizes checked."""
+    raw = read_header(path, FORMAT, "MeRGAN generator", GENERATOR_FIX)
+    try:
+        meta = TaskMeta.from_strings(raw, str(path))
+    except RecordError as e:
+        raise CheckpointError(f"{e}; {GENERATOR_FIX}") from None
+    check_model(path, meta.model, meta.deliverable)
     return meta
 
 
@@ -151,16 +183,13 @@ def read_metadata(path: str | Path) -> dict:
 MODEL_BOUNDS = {"z_dim": (1, 4096), "n_classes": (1, 1000), "dim": (1, 1024), "channels": (1, 4), "seen": (1, 1000)}
 
 
-def check_model(path: str | Path, model: dict) -> None:
-    """Refuse (``CheckpointError``) a generator's model metadata that is not a known architecture with integer
+def check_model(path: str | Path, model: dict, deliverable: str = "generator") -> None:
+    """Refuse (``CheckpointError``) a deliverable's model metadata that is not a known architecture with integer
     sizes within ``MODEL_BOUNDS`` (``read_metadata`` checks every file)."""
     if not isinstance(model, dict) or model.get("arch") not in ARCHS:
         raise CheckpointError(f"{path}: metadata 'model' names no known architecture ({', '.join(ARCHS)}); "
                               f"the file was not written by train.py")
-    if model.get("replay") not in (None, "dgr"):
-        raise CheckpointError(f"{path}: metadata 'model.replay' is {str(model['replay'])[:40]!r}, not 'dgr'; "
-                              f"the file is corrupt")
-    keys = [k for k in MODEL_BOUNDS if k != "seen" or model.get("replay") == "dgr"]
+    keys = [k for k in MODEL_BOUNDS if k != "seen" or deliverable == "generator+solver"]
     for key in keys:
         value = model.get(key)
         lo, hi = MODEL_BOUNDS[key]
@@ -170,20 +199,20 @@ def check_model(path: str | Path, model: dict) -> None:
                                   f"train.py")
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TaskMeta]:
     """Rebuild a task's generator from its safetensors file: ``G, meta = load_generator(path)``.
 
-    ``meta['classes']`` lists the class names in task order; conditioning label i draws class i.
+    ``meta.classes`` lists the class names in task order; conditioning label i draws class i (``TaskMeta``).
     The generator is returned in eval mode with gradients off (batch norm still uses batch statistics).
     Nothing is built before the metadata's sizes are checked and the network they describe (built without
-    memory, on the meta device) is found to have exactly the file's tensor names and shapes.
+    memory, on the meta device) is found to have exactly the file's tensor names and shapes. Raises
+    ``CheckpointError`` saying what is wrong and what to do.
     """
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     meta = read_metadata(path)   # sizes checked (check_model)
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build_generator(meta["model"]).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in build_deliverable(meta.deliverable, meta.model).state_dict().items()}
     try:
         with safe_open(str(path), framework="pt") as f:
             found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
@@ -193,53 +222,47 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
         raise CheckpointError(f"the tensors in {path} do not fit its model metadata (first: {wrong[0]}); the file "
                               f"is corrupt: re-copy it or retrain that task")
-    try:
-        state = load_file(str(path))
-    except Exception as e:
-        raise CheckpointError(f"cannot read the weights in {path} ({e}); it may be truncated: re-copy it") from e
-    G = build_generator(meta["model"])
+    state = load_tensors(path, "generator", "it may be truncated: re-copy it")
+    G = build_deliverable(meta.deliverable, meta.model)
     G.load_state_dict(state)
     G.eval().requires_grad_(False)
     return G.to(device), meta
 
 
-def save_state(path: str | Path, state: dict) -> None:
+def save_state(path: str | Path, state: TrainingState) -> None:
     """The training state, atomically. Serialised in memory first: ``torch.save`` to a path names the archive's
     records after the file, and the temporary file's name is random, so the same state would give other bytes."""
     def write(tmp):
         import io
 
         buf = io.BytesIO()
-        torch.save(state, buf)
+        torch.save(state.to_dict(), buf)
         Path(tmp).write_bytes(buf.getvalue())
 
     atomic_write(path, write)
 
 
-STATE_KEYS = {"task": int, "iter": int, "task_done": bool, "G": dict, "D": dict, "rng": list, "strategy": dict}
-
-
-def load_state(path: str | Path) -> dict:
+def load_state(path: str | Path) -> TrainingState:
     """A training state saved by ``save_state``, checked for the fields training needs (weights-only load:
     no pickled code runs)."""
     advice = ("the finished tasks' generators stay usable; restore state.pt from a copy, or train into "
               "another --out")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"cannot read training state {path} ({type(e).__name__}); it is corrupt: {advice}")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} is not a training state written by train.py: {advice}")
-    for key, kind in STATE_KEYS.items():
-        value = state.get(key)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise CheckpointError(f"{path} is not a training state written by train.py (its {key!r} is missing or "
-                                  f"not a {kind.__name__}): {advice}")
-    return state
+    if isinstance(raw, dict) and "format_version" not in raw and "iter" in raw:
+        raise CheckpointError(f"{path} was written by mergan 0.1 (format 1); convert its run folder with "
+                              f"{UPGRADE} {Path(path).parent}")
+    try:
+        return TrainingState.from_dict(raw, str(path))
+    except RecordError as e:
+        raise CheckpointError(f"{path} is not a training state written by train.py ({e}): {advice}") from None
 
 
 # ----------------------------------------------------------------------------------------------- live files
 LIVE_FORMAT = "mergan-live"
+LIVE_FIX = "write it again with python -m mergan.live export RUN"
 
 
 def write_live(path: str | Path, G_state: dict, D_state: dict, meta: dict) -> None:
@@ -247,26 +270,16 @@ def write_live(path: str | Path, G_state: dict, D_state: dict, meta: dict) -> No
     keys prefixed ``G.`` and ``D.``, with JSON metadata."""
     tensors = {f"{side}.{k}": (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
                for side, state in (("G", G_state), ("D", D_state)) for k, v in state.items()}
-    write_safetensors(path, tensors, {"format": LIVE_FORMAT, **{k: json.dumps(v) for k, v in meta.items()}})
+    write_safetensors(path, tensors, encode({"format": LIVE_FORMAT, "format_version": str(FORMAT_VERSION), **meta}))
 
 
 def read_live(path: str | Path) -> tuple[dict, dict, dict]:
     """(generator state, critic state, metadata) of a live file; raises ``CheckpointError`` saying what to do."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no {path}; write it from the run's state with python -m mergan.live export RUN")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-        tensors = load_file(str(path))
-        if raw.get("format") != LIVE_FORMAT:
-            raise ValueError(f"format {raw.get('format')!r}")
-        meta = {k: json.loads(v) for k, v in raw.items() if k != "format"}
-    except Exception as e:
-        raise CheckpointError(f"{path} is not a readable live file ({e}); export it again") from e
+    raw = read_header(path, LIVE_FORMAT, "live file", LIVE_FIX)
+    meta = decode(raw, path)
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise CheckpointError(f"{path} is a live file of format {meta.get('format_version', '1')}; {LIVE_FIX}")
+    tensors = load_tensors(path, "live file", LIVE_FIX)
     G = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
     D = {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}
     return G, D, meta
@@ -275,41 +288,24 @@ def read_live(path: str | Path) -> tuple[dict, dict, dict]:
 # ----------------------------------------------------------------------------------------------- evaluators
 
 CLASSIFIER_FORMAT = "mergan-classifier"
-CLASSIFIER_FORMAT_VERSION = "1"
+CLASSIFIER_FORMAT_VERSION = "2"   # 2: the data it learned by content, its epochs chosen on validation images
 
 
 def write_classifier(path: str | Path, state: dict, meta: dict) -> None:
-    """An evaluator's weights as safetensors with its metadata (``format`` and ``format_version`` as strings,
-    every other value JSON-encoded). The MLP's weights in float16 (its 1.7M weights: 3.5 MB instead of 7; the
-    same predictions on the real test digits, checked when it was trained), the CNNs' in float32."""
+    """An evaluator's weights as safetensors with its metadata (``encode``). The MLP's weights in float16 (its 1.7M
+    weights: 3.5 MB instead of 7; the same predictions on the real test digits, checked when it was trained), the
+    CNNs' in float32."""
     half = meta.get("config", {}).get("arch") == "mlp32"
     tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in state.items()}
-    strings = {k: v if k in ("format", "format_version") else json.dumps(v) for k, v in meta.items()}
-    write_safetensors(path, tensors, strings)
+    write_safetensors(path, tensors, encode(meta))
 
 
 def read_classifier(path: str | Path) -> tuple[dict, dict]:
     """An evaluator file's (weights, decoded metadata); raises ``CheckpointError`` saying what is wrong. Building
     the network from ``meta["config"]`` is ``mergan.classifier``'s job."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no classifier at {path}; train one with python -m mergan.evaluation "
-                              f"train-classifier")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-        state = load_file(str(path))
-    except Exception as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); delete it to retrain") from e
-    if raw.get("format") != CLASSIFIER_FORMAT:
-        raise CheckpointError(f"{path} is not a mergan classifier (format {raw.get('format')!r})")
-    try:
-        meta = {k: v if k in ("format", "format_version") else json.loads(v) for k, v in raw.items()}
-        meta["config"]  # noqa: B018 - every evaluator file has its constructor arguments
-    except (json.JSONDecodeError, KeyError) as e:
-        raise CheckpointError(f"{path} has broken metadata ({e}); delete it to retrain") from e
-    return state, meta
+    fix = "delete it to retrain (python -m mergan.evaluation train-classifier)"
+    meta = decode(read_header(path, CLASSIFIER_FORMAT, "mergan classifier", fix), path)
+    if not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{path} has broken metadata (no 'config'); {fix}")
+    return load_tensors(path, "classifier", fix), meta

@@ -4,25 +4,22 @@ The original scores a generator with a classifier pretrained on real data (``mer
 classifiers exist only as TensorFlow checkpoints (LSUN's not at all), so we train our own:
 
 - ``cnn32`` for 32x32 images (MNIST, SVHN, folders): three strided conv + batch-norm + ReLU stages (32, 64,
-  128 channels), a 128-unit layer, dropout; 356k parameters, the size of the small CNNs that pass 99% on full
-  MNIST (not measured here: full MNIST is not available offline; on the 4,000 shipped mnist5k training
-  digits it reaches 98.2% on the 1,000 test ones). Cheap enough to classify 100k images a minute on two
-  CPU cores.
+  128 channels), a 128-unit layer, dropout; 356k parameters, the size of the small CNNs that pass 99% on
+  MNIST. Cheap enough to classify 100k images a minute on two CPU cores.
 - ``vgg64`` for 64x64 images (LSUN, folders): four VGG stages of two 3x3 convs and a max-pool (32..256
   channels), a 256-unit layer, dropout.
 - ``mlp32``, the second evaluator: the paper's MNIST MLP (``pretrain/mnist_test.py:31-47``), trained on another
   split.
 
 All train with Adam and a one-cycle schedule, seeded, with random shifts of up to 2 pixels, and are saved by
-``checkpoints.write_classifier``. The classifier predicts class *names*; a run's conditioning label i is
-``meta['classes'][i]``, so runs with any class order score right. The evaluation takes
-``assets/classifiers/<dataset>-<hash>.safetensors`` when the repository ships one (it does for mnist5k), else
-``classifiers/<dataset>-<hash>.safetensors`` under the current directory, else trains that one first (once);
-``<hash>`` is of the data source string.
+``checkpoints.write_classifier``; the epochs are chosen on a held-out validation share (``train_classifier``).
+The classifier predicts class *names*; a run's conditioning label i is ``meta.classes[i]``, so runs with any
+class order score right. The evaluation takes ``assets/classifiers/<dataset>-<arch>-<hash>.safetensors`` when
+the repository ships one (it does for the official MNIST), else the same name in ``classifiers/`` under the
+current directory, else trains that one first (once); ``<hash>`` is of the images it learns, by content.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -37,12 +34,12 @@ from .checkpoints import (CLASSIFIER_FORMAT, CLASSIFIER_FORMAT_VERSION, Checkpoi
                           write_classifier)
 from .batches import to_float
 from .data import ASSETS, DIGITS, LSUN_CATEGORIES, load_task_data
+from .records import fingerprint
 
 log = logging.getLogger("mergan")
 
-SHIPPED = ASSETS / "classifiers"      # looked at first: the mnist5k classifier ships with the repository
+SHIPPED = ASSETS / "classifiers"      # looked at first: the official MNIST's evaluators ship with the repository
 CACHE = Path("classifiers")           # relative to the current directory
-EPOCHS = 15                           # mnist5k: 480 steps of 128, 98.2% on its 1,000 test digits
 MAX_PER_CLASS = 20_000                # real images per class to train on (LSUN has 100k; memory and time)
 BATCH = 512                           # inference batch
 
@@ -256,72 +253,149 @@ def classifier_classes(dataset: str, data_dir: Path) -> list[str] | None:
     return None
 
 
-def cache_name(dataset: str, data_source: str, size: int, channels: int, arch: str | None = None) -> str:
-    """``<dataset>-<hash>.safetensors`` (the main evaluator) or ``<dataset>-<arch>-<hash>.safetensors`` (another);
-    the hash is of the data source (and the image shape for folders)."""
-    key = data_source if dataset != "folder" else f"{data_source}|{channels}x{size}"
-    tag = f"-{arch}" if arch not in (None, "cnn32", "vgg64") else ""
-    return f"{dataset}{tag}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.safetensors"
-
-
-def train_classifier(dataset: str, data_dir: str | Path = "data", *, mnist_source: str = "auto",
-                     lsun_cap: int = 100_000, image_size: int = 32, channels: int = 3, epochs: int | None = None,
-                     seed: int = 0, device: str = "cpu", out: str | Path | None = None,
-                     max_per_class: int | None = MAX_PER_CLASS, arch: str | None = None) -> Evaluator:
-    """Train an evaluator on a dataset's real training images, test it, and save it (default: the cache).
-
-    ``arch`` None: the main evaluator (all the training images, seed ``seed``). ``mlp32``: the second evaluator,
-    trained on another split, a seeded nine tenths of the training images (seed ``seed + 1``), the last tenth
-    kept for a validation accuracy; both are tested on the same real test split."""
+def evaluator_data(dataset: str, data_dir: str | Path = "data", *, lsun_cap: int = 100_000, image_size: int = 32,
+                   channels: int = 3):
+    """Every class of the dataset (``TaskData``), as an evaluator learns them."""
     data_dir = Path(data_dir)
-    epochs = EPOCHS if epochs is None else epochs
-    if epochs < 1:
-        raise EvaluationError(f"epochs must be at least 1, got {epochs}")
     names = classifier_classes(dataset, data_dir)
-    data = load_task_data(dataset, data_dir, ",".join(names) if names else None, mnist_source=mnist_source,
-                          lsun_cap=lsun_cap, image_size=image_size, channels=channels)
-    x, y, tx, ty, split = _split_data(data, data.classes, max_per_class, seed)
+    return load_task_data(dataset, data_dir, ",".join(names) if names else None, lsun_cap=lsun_cap,
+                          image_size=image_size, channels=channels)
+
+
+def cache_name(data, arch: str) -> str:
+    """``<dataset>-<arch>-<hash>.safetensors``: the hash is of the images the evaluator learns (every class's
+    content, ``records.DataSource``) and their shape, so an evaluator is reused only for the same images."""
+    key = fingerprint(data.source.fingerprint, f"{data.channels}x{data.size}")
+    return f"{data.name}-{arch}-{key}.safetensors"
+
+
+def default_arch(size: int) -> str:
+    return classifier_config(size, 1, 10)["arch"]
+
+
+def _validation_split(n_per_class: list[int], share: float, seed: int) -> torch.Tensor:
+    """A seeded boolean mask over the training images: ``share`` of each class held out for validation."""
+    masks = []
+    for k, n in enumerate(n_per_class):
+        m = torch.zeros(n, dtype=torch.bool)
+        m[torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1009 + k))[: max(1, round(n * share))]] = True
+        masks.append(m)
+    return torch.cat(masks)
+
+
+def train_classifier(dataset: str, data_dir: str | Path = "data", *, lsun_cap: int = 100_000, image_size: int = 32,
+                     channels: int = 3, epochs=None, seed: int = 0, device: str = "cpu",
+                     out: str | Path | None = None, max_per_class: int | None = MAX_PER_CLASS,
+                     arch: str | None = None, data=None) -> Evaluator:
+    """Train an evaluator on a dataset's real training images and save it (default: the cache).
+
+    A seeded twelfth of each class's training images (MNIST: 5,000 of 60,000, the original's validation share)
+    is held out to choose the number of epochs among ``epochs`` (default ``EPOCH_CHOICES[arch]``); the network
+    with the best validation accuracy is kept and tested on the real test split (a held-out tenth of the rest
+    where there is none). The main evaluator (``arch`` None: ``cnn32`` or ``vgg64``) uses seed ``seed``; the
+    second (``mlp32``) seed ``seed + 1``, so it learns from another split. The main one also stores the
+    real-data ceiling of reverse accuracy (``REVERSE_PER_CLASS`` real training images per class, the same
+    recipe, tested on the same test images). ``data``: the loaded ``evaluator_data``, if at hand."""
+    data = data or evaluator_data(dataset, data_dir, lsun_cap=lsun_cap, image_size=image_size, channels=channels)
     cfg = classifier_config(data.size, data.channels, len(data.classes), arch)
-    extra = {}
+    choices = tuple(EPOCH_CHOICES[cfg["arch"]] if epochs is None else
+                    ([epochs] if isinstance(epochs, int) else epochs))
+    if not choices or min(choices) < 1:
+        raise EvaluationError(f"epochs must be at least 1, got {choices}")
+    x, y, tx, ty, split = _split_data(data, data.classes, max_per_class, seed)
     if cfg["arch"] == "mlp32":
         seed += 1
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-        n_val = len(x) // 10
-        vx, vy, x, y = x[perm[:n_val]], y[perm[:n_val]], x[perm[n_val:]], y[perm[n_val:]]
-    log.info("training the %s evaluator on %d real %s images (%d classes), %d epochs", cfg["arch"], len(x),
-             dataset, len(data.classes), epochs)
-    start = time.time()
-    net = fit_classifier(cfg, x, y, epochs, seed, device)
+    val = _validation_split(torch.bincount(y, minlength=len(data.classes)).tolist(), VALIDATION_SHARE, seed)
+    vx, vy, x, y = x[val], y[val], x[~val], y[~val]
+    log.info("training the %s evaluator on %d real %s images (%d classes), epochs %s chosen on %d validation "
+             "images", cfg["arch"], len(x), data.name, len(data.classes), ",".join(map(str, choices)), len(vx))
+    start, best, tried = time.time(), None, {}
+    for e in choices:
+        net = fit_classifier(cfg, x, y, e, seed, device)
+        tried[e] = rate(Evaluator(net, {}).run(vx)[0] == vy)
+        log.info("  %d epochs: %.2f%% on the validation images", e, 100 * tried[e])
+        if best is None or tried[e] > tried[best[0]]:
+            best = (e, net)
+    chosen, net = best
     seconds = time.time() - start
     per_class = per_class_accuracy(net, tx, ty, data.classes)
     preds, _ = Evaluator(net, {}).run(tx)
-    if cfg["arch"] == "mlp32":
-        extra = {"validation_accuracy": rate(Evaluator(net, {}).run(vx)[0] == vy), "validation_images": len(vx),
-                 "train_split": "a seeded nine tenths of the training images"}
-    meta = {"format": CLASSIFIER_FORMAT, "format_version": CLASSIFIER_FORMAT_VERSION, "config": cfg, "dataset": dataset,
-            "data_source": data.source, "classes": list(data.classes), "test_accuracy": rate(preds == ty),
-            "test_split": split, "test_images": len(tx), "per_class_accuracy": per_class,
-            "train_images": len(x), "epochs": epochs, "seed": seed, "train_seconds": round(seconds, 1), **extra}
-    path = Path(out) if out else CACHE / cache_name(dataset, data.source, data.size, data.channels, cfg["arch"])
+    meta = {"format": CLASSIFIER_FORMAT, "format_version": CLASSIFIER_FORMAT_VERSION, "config": cfg,
+            "dataset": data.name, "data_fingerprint": data.source.fingerprint, "data_source": data.source.to_dict(),
+            "classes": list(data.classes),
+            "test_accuracy": rate(preds == ty), "test_split": split, "test_images": len(tx),
+            "per_class_accuracy": per_class, "train_images": len(x), "validation_images": len(vx),
+            "validation_accuracy": tried[chosen], "epoch_choices": {str(k): v for k, v in tried.items()},
+            "epochs": chosen, "seed": seed, "train_seconds": round(seconds, 1)}
+    if cfg["arch"] != "mlp32":
+        meta["reverse_ceiling"] = reverse_ceiling(cfg, x, y, tx, ty, data.classes, chosen, seed, device)
+    path = Path(out) if out else CACHE / cache_name(data, cfg["arch"])
     save_classifier(path, net, meta)
     return Evaluator(net, meta, path)
 
 
-SECOND_EPOCHS = 60   # mlp32 on mnist5k: 97.4% on its 1,000 test digits (30 epochs: 97.1%, 100: 97.4%)
+REVERSE_PER_CLASS = 1000   # images per class a reverse-accuracy classifier learns from (generated, or real)
 
 
-def find_or_train_classifier(dataset: str, data_source: str, size: int, channels: int, train_kwargs: dict,
-                             epochs: int | None = None, device: str = "cpu", arch: str | None = None) -> Evaluator:
-    """The shipped classifier, else the cached one, else a newly trained one saved to the cache."""
-    name = cache_name(dataset, data_source, size, channels, arch)
+def reverse_ceiling(cfg: dict, x, y, tx, ty, classes: list[str], epochs: int, seed: int, device) -> dict:
+    """Reverse accuracy's real-data ceiling: the reverse recipe (``metrics.reverse_accuracy``) trained on
+    ``REVERSE_PER_CLASS`` seeded real training images per class instead of generated ones."""
+    g = torch.Generator().manual_seed(seed + 7)
+    keep = torch.cat([torch.nonzero(y == k).flatten()[torch.randperm(int((y == k).sum()), generator=g)
+                                                      [:REVERSE_PER_CLASS]] for k in range(len(classes))])
+    net = fit_classifier({**cfg, "n_classes": len(classes)}, x[keep], y[keep], epochs, seed, device)
+    per_class = per_class_accuracy(net, tx, ty, classes)
+    preds, _ = Evaluator(net, {}).run(tx)
+    return {"images_per_class": int(min(REVERSE_PER_CLASS, torch.bincount(y).min())), "epochs": epochs,
+            "accuracy": rate(preds == ty), "per_class": per_class}
+
+
+# Epochs tried per architecture, the best on the validation images kept (MNIST's choice: see the README).
+EPOCH_CHOICES = {"cnn32": (5, 10, 15, 20), "mlp32": (15, 30, 60), "vgg64": (15,)}
+VALIDATION_SHARE = 1 / 12
+
+
+def find_classifier(source, size: int, channels: int, arch: str | None = None, device="cpu") -> Evaluator | None:
+    """A shipped or cached evaluator that learned the very images of ``source``'s classes (``records.DataSource``,
+    compared class by class by content) at this image shape, or None; never trains. For what shows runs (the
+    demo), which knows the runs' classes only."""
+    arch = arch or default_arch(size)
+    for folder in (SHIPPED, CACHE):
+        for path in sorted(folder.glob(f"{source.dataset}-{arch}-*.safetensors")) if folder.is_dir() else []:
+            try:
+                ev = load_classifier(path, device)
+            except EvaluationError as e:
+                log.warning("%s", str(e)[:300])
+                continue
+            learned = ev.meta.get("data_source", {}).get("classes", {})
+            cfg = ev.meta["config"]
+            if (cfg["size"], cfg["channels"]) == (size, channels) and all(
+                    learned.get(c, {}).get("fingerprint") == d.fingerprint for c, d in source.classes.items()):
+                return ev
+    return None
+
+
+def find_or_train_classifier(data, arch: str, train_kwargs: dict, epochs=None, device: str = "cpu") -> Evaluator:
+    """The shipped evaluator of these images, else the cached one, else a newly trained one saved to the cache.
+
+    ``data`` is the ``evaluator_data`` (every class of the dataset): an evaluator is found only if it learned
+    exactly these images (its file name and its ``data_fingerprint``), so one trained before the data changed is
+    never reused; the line logged says which was taken or why one is trained."""
+    name = cache_name(data, arch)
     for folder in (SHIPPED, CACHE):
         if (folder / name).is_file():
-            log.info("evaluator: %s", folder / name)
-            return load_classifier(folder / name, device)
-    log.info("no evaluator for this data in %s or %s: training one (done once, then cached)", SHIPPED, CACHE)
-    if epochs is None and arch == "mlp32":
-        epochs = SECOND_EPOCHS
-    ev = train_classifier(dataset, epochs=epochs, device=device, out=CACHE / name, arch=arch, **train_kwargs)
+            ev = load_classifier(folder / name, device)
+            if ev.meta.get("data_fingerprint") == data.source.fingerprint:
+                log.info("evaluator (%s): %s", arch, folder / name)
+                return ev
+    stale = sorted(p.name for folder in (SHIPPED, CACHE) if folder.is_dir()
+                   for p in folder.glob(f"{data.name}-{arch}-*.safetensors"))
+    why = (f"the {data.name} evaluators there ({', '.join(stale[:3])}) learned other images" if stale else
+           "none is there")
+    log.info("no %s evaluator of these images in %s or %s (%s): training one (done once, then cached)", arch,
+             SHIPPED, CACHE, why)
+    ev = train_classifier(data.name, epochs=epochs, device=device, out=CACHE / name, arch=arch, data=data,
+                          **train_kwargs)
     log.info("evaluator accuracy on real %s images: %.2f%% (%s)", ev.meta["test_split"],
              100 * ev.meta["test_accuracy"], ev.path)
     return ev

@@ -1,5 +1,7 @@
-"""Settings: one default in one place, with the reason, the presets as the few values that differ, and the
-resolution of a run's settings (``resolve``, ``RunConfig``) from what was asked for.
+"""Settings: every setting once (``SETTINGS``: its option, type, the original's value and the reason, its
+check), the presets as the few values that differ, and the resolution of a run's settings (``resolve``,
+``RunConfig``) from what was asked for. ``train.py`` builds its options from ``SETTINGS``; ``check`` is the one
+place a value's range is checked, for a new run and for a saved one alike.
 
 The values of the original code (``mergan.py:96-108``) are the defaults. ``iters`` counts generator updates
 per task; every task also starts with one critic-only iteration, as the original's iteration 0, so the
@@ -7,9 +9,10 @@ original's ``--iters 4001`` is ``iters=4000`` here.
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
+
+from .records import DataSource
 
 DEFAULTS = dict(
     batch_size=64,        # mergan.py:108
@@ -35,7 +38,7 @@ DEFAULTS = dict(
 RA_LAMBDA = {"mnist": 1e-3, "svhn": 1e-2, "lsun": 1e-3, "folder": 1e-3}
 PAPER_BATCH = DEFAULTS["batch_size"]  # the batch the paper's lambdas are for
 MAX_DIM, MAX_BATCH = 1024, 4096   # beyond these a run cannot fit in memory (checked before anything is built)
-STRATEGY_NAMES = ("sft", "jtr", "ra", "joint", "ewc", "dgr")  # mergan.strategies.STRATEGIES, in this order
+LOSSES = ("wgan-gp", "ns-r1")      # mergan.losses.GAMES
 
 # Generator updates per task. MNIST 4000 is the code's default (4001 iterations); the original's issue #4
 # found 8000 necessary for the paper's 10-task MNIST numbers, hence the 'paper-8k' preset.
@@ -56,10 +59,45 @@ PRESETS = {
                   ema=0.995, replay_batch=32, ra_scale=3.0, save_every=100, log_every=20),
 }
 
-
 # The settings a preset may change besides the budget; the rest of DEFAULTS is the original's in every preset.
 TRAINING = ("batch_size", "lr", "beta1", "beta2", "critic_iters", "gp_weight", "loss", "penalty_every", "ema",
             "replay_batch")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting a user can give: ``name`` (RunConfig's field, or ``dim``/``betas``), its ``flag``, the type
+    its value is read as, and a line of help that names the original's value."""
+
+    name: str
+    flag: str
+    type: type
+    help: str
+    choices: tuple | None = None
+
+
+# What train.py (and bench's --set) accept; None means "the preset's value". The help names the original's.
+SETTINGS = (
+    Setting("iters", "--iters", int, "generator updates per task (default: the preset's; paper MNIST 4000)"),
+    Setting("dim", "--dim", int, "network width (default: the preset's; paper 32 digits, 64 LSUN)"),
+    Setting("batch_size", "--batch-size", int, "batch size (default: the preset's; paper 64)"),
+    Setting("lr", "--lr", float, "Adam learning rate (default: the preset's; paper 1e-4)"),
+    Setting("loss", "--loss", str, "the game: wgan-gp (the original's) or ns-r1 (default: the preset's)", LOSSES),
+    Setting("critic_iters", "--critic-iters", int,
+            "critic updates per generator update (default: the preset's; paper 5)"),
+    Setting("gp_weight", "--penalty-weight", float, "WGAN-GP's lambda or R1's gamma (default: the preset's; paper 10)"),
+    Setting("penalty_every", "--penalty-every", int,
+            "gradient penalty on every k-th critic step, weighted by k (default: the preset's; paper 1)"),
+    Setting("betas", "--betas", str, "Adam's beta1,beta2 (default: the preset's; paper 0,0.9)"),
+    Setting("ema", "--ema", float, "decay of the generator's weight average that is delivered and replayed; 0 for "
+                                   "none (default: the preset's; paper 0)"),
+    Setting("replay_batch", "--replay-batch", int, "replays per step, shared by the old classes on digits, per old "
+                                                   "class on LSUN (default: the preset's; paper: the batch size)"),
+    Setting("ra_lambda", "--ra-lambda", float, "RA weight (default 1e-3, SVHN 1e-2, for batch 64: times 64/batch at "
+                                               "another batch, times 3 in the quick preset)"),
+    Setting("ewc_lambda", "--ewc-lambda", float, "EWC weight (default 1e9)"),
+    Setting("save_every", "--save-every", int, "iterations between resumable state saves (default: the preset's)"),
+)
 
 
 def preset_values(preset: str, dataset: str) -> dict:
@@ -86,14 +124,14 @@ def default_ra_lambda(dataset: str, batch_size: int = PAPER_BATCH) -> float:
 
 @dataclass
 class RunConfig:
-    """A run's settings, as saved in its ``config.json``."""
+    """A run's settings, resolved (``resolve``): saved in its ``config.json`` and in every task file."""
 
     dataset: str
     strategy: str
     classes: list
     iters: int
     model: dict
-    data_source: str
+    data_source: DataSource
     seed: int = DEFAULTS["seed"]
     batch_size: int = DEFAULTS["batch_size"]
     critic_iters: int = DEFAULTS["critic_iters"]
@@ -111,95 +149,97 @@ class RunConfig:
     log_every: int = DEFAULTS["log_every"]
     sample_seed: int = DEFAULTS["sample_seed"]
 
-    # Settings that must match for a run folder to be resumed or extended (classes may grow).
-    FIXED = ("dataset", "strategy", "iters", "model", "data_source", "seed", "batch_size", "critic_iters", "lr",
-             "beta1", "beta2", "gp_weight", "loss", "penalty_every", "ema", "replay_batch", "ra_lambda",
-             "ewc_lambda")
+    # Settings that must match for a run folder to be resumed or extended (classes may grow, data are compared
+    # by content for the classes already learned).
+    FIXED = ("dataset", "strategy", "iters", "model", "seed", "batch_size", "critic_iters", "lr", "beta1", "beta2",
+             "gp_weight", "loss", "penalty_every", "ema", "replay_batch", "ra_lambda", "ewc_lambda")
 
-    def mismatch(self, saved: dict) -> str | None:
+    def mismatch(self, saved: "RunConfig") -> str | None:
         """Why a run folder's saved configuration cannot be continued with this one, or None."""
         for key in self.FIXED:
-            # Runs saved before a setting existed ran with its default (the original's value).
-            a, b = saved.get(key, DEFAULTS.get(key)), getattr(self, key)
-            if json.loads(json.dumps(a)) != json.loads(json.dumps(b)):
+            a, b = getattr(saved, key), getattr(self, key)
+            if a != b:
                 return f"{key} was {a!r} in that run, now {b!r}"
-        old = saved.get("classes", [])
-        n = min(len(old), len(self.classes))
-        if self.classes[:n] != old[:n]:
-            return (f"classes were {','.join(old)}; a continued run must start with the same classes in the "
-                    f"same order")
-        return None
+        n = min(len(saved.classes), len(self.classes))
+        if self.classes[:n] != saved.classes[:n]:
+            return (f"classes were {','.join(saved.classes)}; a continued run must start with the same classes in "
+                    f"the same order")
+        why = saved.data_source.differs(self.data_source)
+        return f"its data: {why}" if why else None
+
+    def with_classes(self, classes: list, data_source: DataSource, **changes) -> "RunConfig":
+        return replace(self, classes=list(classes), data_source=data_source, **changes)
 
 
-def resolve(data, *, dataset: str, strategy: str, preset: str = "paper", seed: int = DEFAULTS["seed"],
-            iters=None, dim=None, batch_size=None, lr=None, loss=None, critic_iters=None, penalty_weight=None,
-            penalty_every=None, betas: str | None = None, ema=None, replay_batch=None, save_every=None,
-            ra_lambda=None, ewc_lambda=None) -> RunConfig:
-    """The run's settings: what was asked for (None: the preset's, else the default), checked.
+def check(cfg: RunConfig) -> None:
+    """Every setting's range, with the original's value in the message; raises ``ValueError``."""
+    if not 1 <= cfg.iters <= 10_000_000:
+        raise ValueError(f"--iters must be between 1 and 10,000,000, got {cfg.iters}")
+    dim = cfg.model.get("dim") if isinstance(cfg.model, dict) else None
+    if type(dim) is not int or not 1 <= dim <= MAX_DIM:
+        raise ValueError(f"--dim must be between 1 and {MAX_DIM} (paper: 32 digits, 64 LSUN), got {dim}")
+    if not 2 <= cfg.batch_size <= MAX_BATCH:
+        raise ValueError(f"--batch-size must be between 2 (batch norm needs two samples) and {MAX_BATCH}, "
+                         f"got {cfg.batch_size}")
+    if not (math.isfinite(cfg.lr) and 0 < cfg.lr < 1):
+        raise ValueError(f"--lr must be a number in (0, 1) (paper 1e-4), got {cfg.lr}")
+    if cfg.critic_iters < 1:
+        raise ValueError(f"--critic-iters must be at least 1, got {cfg.critic_iters}")
+    if cfg.penalty_every < 1:
+        raise ValueError(f"--penalty-every must be at least 1, got {cfg.penalty_every}")
+    if not (math.isfinite(cfg.gp_weight) and cfg.gp_weight >= 0):
+        raise ValueError(f"--penalty-weight must be a finite number, 0 or more (paper 10), got {cfg.gp_weight}")
+    if not 0 <= cfg.ema < 1:
+        raise ValueError(f"--ema must be in [0, 1), got {cfg.ema}")
+    if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
+        raise ValueError(f"--betas must each be in [0, 1), got {cfg.beta1},{cfg.beta2}")
+    if cfg.replay_batch is not None and not 2 <= cfg.replay_batch <= MAX_BATCH:
+        raise ValueError(f"--replay-batch must be between 2 (batch norm needs two samples) and {MAX_BATCH}, "
+                         f"got {cfg.replay_batch}")
+    if cfg.save_every < 1 or cfg.log_every < 1:
+        raise ValueError(f"--save-every must be at least 1, got {cfg.save_every}")
+    for flag, value in (("--ra-lambda", cfg.ra_lambda), ("--ewc-lambda", cfg.ewc_lambda)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{flag} must be a finite number, 0 or more, got {value}")
+    check_name("loss", cfg.loss, LOSSES)
 
-    ``data`` is the loaded ``TaskData`` (its classes, source, image size and channels).
+
+def resolve(data, *, strategy: str, preset: str = "paper", seed: int = DEFAULTS["seed"],
+            overrides: dict | None = None) -> RunConfig:
+    """The run's settings: what was asked for in ``overrides`` (setting name -> value, None or absent: the
+    preset's, else the default), checked by ``check``.
+
+    ``data`` is the loaded ``TaskData`` (its classes, source, image size and channels); ``overrides`` takes the
+    names of ``SETTINGS`` (``betas`` as "beta1,beta2").
     """
     from .models import model_config
+    from .strategies import strategy_class
 
-    check_name("strategy", strategy, STRATEGY_NAMES)
-    pv = preset_values(preset, dataset)
-    iters = iters if iters is not None else pv["iters"]
-    if not 1 <= iters <= 10_000_000:
-        raise ValueError(f"--iters must be between 1 and 10,000,000, got {iters}")
-    dim = dim if dim is not None else pv["dim"]
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = set(given) - {s.name for s in SETTINGS}
+    if unknown:
+        raise ValueError(f"unknown setting {sorted(unknown)[0]!r}; the settings are "
+                         f"{', '.join(s.name for s in SETTINGS)}")
+    cls = strategy_class(strategy)
+    pv = preset_values(preset, data.name)
+    values = {k: given.get(k, pv[k]) for k in TRAINING}
+    if "betas" in given:
+        try:
+            values["beta1"], values["beta2"] = (float(b) for b in str(given["betas"]).split(","))
+        except ValueError:
+            raise ValueError(f"--betas takes two numbers as beta1,beta2 (paper 0,0.9), got {given['betas']!r}") \
+                from None
+    dim = given.get("dim", pv["dim"])
     if dim is not None and not 1 <= dim <= MAX_DIM:
         raise ValueError(f"--dim must be between 1 and {MAX_DIM} (paper: 32 digits, 64 LSUN), got {dim}")
     arch = "dcgan32" if data.size == 32 else "resnet64"
     model = model_config(arch, channels=data.channels, n_classes=len(data.all_classes), dim=dim,
                          z_dim=DEFAULTS["z_dim"])
-
-    def pick(value, key):
-        return pv[key] if value is None else value
-
-    batch_size = pick(batch_size, "batch_size")
-    if not 2 <= batch_size <= MAX_BATCH:
-        raise ValueError(f"--batch-size must be between 2 (batch norm needs two samples) and {MAX_BATCH}, "
-                         f"got {batch_size}")
-    lr = pick(lr, "lr")
-    if not (math.isfinite(lr) and 0 < lr < 1):
-        raise ValueError(f"--lr must be a number in (0, 1) (paper 1e-4), got {lr}")
-    critic_iters, penalty_every = pick(critic_iters, "critic_iters"), pick(penalty_every, "penalty_every")
-    if critic_iters < 1:
-        raise ValueError(f"--critic-iters must be at least 1, got {critic_iters}")
-    if penalty_every < 1:
-        raise ValueError(f"--penalty-every must be at least 1, got {penalty_every}")
-    gp_weight = pick(penalty_weight, "gp_weight")
-    if not (math.isfinite(gp_weight) and gp_weight >= 0):
-        raise ValueError(f"--penalty-weight must be a finite number, 0 or more (paper 10), got {gp_weight}")
-    ema = pick(ema, "ema")
-    if not 0 <= ema < 1:
-        raise ValueError(f"--ema must be in [0, 1), got {ema}")
-    beta1, beta2 = pv["beta1"], pv["beta2"]
-    if betas is not None:
-        try:
-            beta1, beta2 = (float(b) for b in betas.split(","))
-        except ValueError:
-            raise ValueError(f"--betas takes two numbers as beta1,beta2 (paper 0,0.9), got {betas!r}") from None
-        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
-            raise ValueError(f"--betas must each be in [0, 1), got {betas!r}")
-    replay_batch = pick(replay_batch, "replay_batch")
-    if replay_batch is not None and not 2 <= replay_batch <= MAX_BATCH:
-        raise ValueError(f"--replay-batch must be between 2 (batch norm needs two samples) and {MAX_BATCH}, "
-                         f"got {replay_batch}")
-    save_every = pv["save_every"] if save_every is None else save_every
-    if save_every < 1:
-        raise ValueError(f"--save-every must be at least 1, got {save_every}")
-    for flag, value in (("--ra-lambda", ra_lambda), ("--ewc-lambda", ewc_lambda)):
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{flag} must be a finite number, 0 or more, got {value}")
-    if strategy == "ra" and ra_lambda is None:
-        # times the preset's scale, rounded to what config.json shows
-        # RA's term is a sum over the replays: its balance against the GAN's means is kept per replay
-        ra_lambda = float(f"{default_ra_lambda(dataset, replay_batch or batch_size) * pv['ra_scale']:.6g}")
-    return RunConfig(dataset=dataset, strategy=strategy, classes=list(data.classes), iters=iters,
-                     model=model, data_source=data.source, seed=seed, ra_lambda=ra_lambda,
-                     ewc_lambda=DEFAULTS["ewc_lambda"] if ewc_lambda is None else ewc_lambda,
-                     save_every=save_every, log_every=pv["log_every"], batch_size=batch_size, lr=lr,
-                     critic_iters=critic_iters, beta1=beta1, beta2=beta2, gp_weight=gp_weight,
-                     loss=pick(loss, "loss"), penalty_every=penalty_every, ema=ema,
-                     replay_batch=replay_batch)
+    cfg = RunConfig(dataset=data.name, strategy=cls.name, classes=list(data.classes),
+                    iters=given.get("iters", pv["iters"]), model=model, data_source=data.source, seed=seed,
+                    save_every=given.get("save_every", pv["save_every"]), log_every=pv["log_every"],
+                    ewc_lambda=given.get("ewc_lambda", DEFAULTS["ewc_lambda"]), ra_lambda=given.get("ra_lambda"),
+                    **values)
+    cfg = cls.resolve(cfg, pv)   # the strategy's own settings (RA's default weight)
+    check(cfg)
+    return cfg

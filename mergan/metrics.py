@@ -1,15 +1,23 @@
-"""The numbers of an evaluation: accuracy on generated images, reverse accuracy, FID.
+"""The numbers of an evaluation: accuracy on generated images, variety (reverse accuracy; precision, recall,
+density and coverage), FID.
 
 The paper gives no protocol for reverse accuracy and FID (reference doc section 3.3); ours:
 
-- Reverse accuracy: a fresh classifier of the evaluator's architecture and schedule, trained only on images of
-  the run's final generator, balanced over its classes, as many per class as the real training data has
-  (capped at ``eval_samples``), then tested on the real test split (train when there is none). The same
-  recipe on real images is the evaluator itself, so its test accuracy is the reference point.
+- Reverse accuracy: a fresh classifier of the main evaluator's architecture and number of epochs, trained only
+  on images of the run's final generator, ``classifier.REVERSE_PER_CLASS`` (1,000) per class (fewer where the
+  real training data has fewer, or ``eval_samples`` is smaller), then tested on the real test split (train when
+  there is none). Its ceiling is the same recipe trained on as many real training images per class
+  (``classifier.reverse_ceiling``, computed once with the evaluator and stored in its file).
+- Precision and recall (Kynkaenniemi et al. 2019), density and coverage (Naeem et al. 2020), per class, k = 5,
+  in the main evaluator's features: the class's real test images against as many of its generated images
+  (the first ones of the accuracy's samples). Computed by ``prdc``, the reference implementation of Naeem et
+  al. Recall is the share of real images that fall inside the generated images' k-nearest-neighbour balls: it
+  falls when a generator draws its class in few ways. The ceiling: as many real *training* images of the class
+  against the same real test images.
 - FID in the evaluator's feature space (its 128/256-unit penultimate layer), per class and over all classes,
   final generator vs the real test split (train when there is none). Computed with torchmetrics'
   ``FrechetInceptionDistance`` given a custom feature module; the features are extracted once and shared with
-  the accuracy. Not comparable with Inception FIDs, and noisy when a class has few real images (mnist5k: 100).
+  the accuracy. Not comparable with Inception FIDs, and noisy when a class has few real images.
 - Inception FID only with local weights (``--inception-weights``): a torchvision ``inception_v3`` state dict,
   or torchmetrics' FID weights file (that one needs the ``torch-fidelity`` package). Nothing is downloaded.
 """
@@ -65,21 +73,34 @@ def generated_accuracy(G, run_classes: list[str], evaluator: Evaluator, n: int, 
 
 
 def reverse_accuracy(cfg: dict, fake: dict[str, torch.Tensor], real_x: torch.Tensor, real_y: torch.Tensor,
-                     classes: list[str], epochs: int, seed: int, device) -> dict:
-    """Train on generated images only (``fake[class]``, label = index in ``classes``), test on real ones."""
+                     classes: list[str], epochs: int, seed: int, device) -> tuple[dict, float]:
+    """Train on generated images only (``fake[class]``, label = index in ``classes``), test on real ones:
+    ({class: share of its real test images recognised}, accuracy over all of them)."""
     x = torch.cat([fake[c] for c in classes])
     y = torch.cat([torch.full((len(fake[c]),), k) for k, c in enumerate(classes)])
     net = fit_classifier({**cfg, "n_classes": len(classes)}, x, y, epochs, seed, device)
     per_class = per_class_accuracy(net, real_x, real_y, classes)
     preds, _ = Evaluator(net, {}).run(real_x)
-    return {"accuracy": rate(preds == real_y), "average": mean(per_class.values()),
-            "per_class": per_class, "train_images": len(x), "test_images": len(real_x), "epochs": epochs}
+    return per_class, rate(preds == real_y)
 
 
-def mean(values) -> float:
-    """The unweighted mean of accuracies (None for none), rounded."""
-    values = list(values)
-    return round(float(sum(values) / len(values)), 6) if values else None
+PRDC_K = 5
+
+
+def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = PRDC_K) -> dict[str, float] | None:
+    """Precision, recall, density and coverage of feature sets (N, D) with ``k`` nearest neighbours (``prdc``,
+    Naeem et al. 2020's reference code; it prints a line, kept out of the output); None with fewer than k + 2
+    samples on either side (each needs k neighbours besides itself, and one more to rank them)."""
+    import contextlib
+    import io
+
+    from prdc import compute_prdc
+
+    if min(len(real), len(fake)) < k + 2:
+        return None
+    with contextlib.redirect_stdout(io.StringIO()):
+        values = compute_prdc(real.double().numpy(), fake.double().numpy(), nearest_k=k)
+    return {key: round(float(values[key]), 6) for key in ("precision", "recall", "density", "coverage")}
 
 
 # ----------------------------------------------------------------------------------------------- Inception FID

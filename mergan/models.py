@@ -264,11 +264,17 @@ def model_config(arch: str, *, channels: int, n_classes: int = 10, dim: int | No
 
 
 def build_generator(cfg: dict) -> nn.Module:
-    if cfg.get("replay") == "dgr":
-        args = {k: cfg[k] for k in ("z_dim", "n_classes", "dim", "channels", "arch")}
-        return ReplayGenerator(**args, seen=cfg.get("seen", cfg["n_classes"]))
     cls = {"dcgan32": Generator32, "resnet64": Generator64}[cfg["arch"]]
     return cls(z_dim=cfg["z_dim"], n_classes=cfg["n_classes"], dim=cfg["dim"], channels=cfg["channels"])
+
+
+def build_deliverable(kind: str, cfg: dict) -> nn.Module:
+    """What a task file holds (``TaskMeta.deliverable``): a conditional generator, or an unconditional generator
+    with the classifier that labels its images (``generator+solver``, DGR's; ``cfg["seen"]``: its classes)."""
+    if kind == "generator+solver":
+        args = {k: cfg[k] for k in ("z_dim", "n_classes", "dim", "channels", "arch")}
+        return ReplayGenerator(**args, seen=cfg.get("seen", cfg["n_classes"]))
+    return build_generator(cfg)
 
 
 def build_critic(cfg: dict) -> nn.Module:

@@ -73,19 +73,20 @@ def forgetting_frames(samples: list[dict], classes: list[str], columns: list[str
     return frames
 
 
-def accuracy_plot(path: Path, tasks: list[dict], classes: list[str], title: str) -> None:
-    """Each class's accuracy after every checkpoint, and the average over classes seen so far."""
+def accuracy_plot(path: Path, tasks: list, classes: list[str], title: str) -> None:
+    """Each class's accuracy after every checkpoint (``records.TaskScores``, the main evaluator's), and the
+    average over classes seen so far."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs = [t["task"] for t in tasks]
+    xs = [t.task for t in tasks]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for c in classes:
-        pts = [(t["task"], 100 * t["per_class"][c]) for t in tasks if c in t["per_class"]]
+        pts = [(t.task, 100 * t.main.per_class[c]) for t in tasks if c in t.main.per_class]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=f"class {c}")
-    ax.plot(xs, [100 * t["average"] for t in tasks], "k--", lw=2, label="average")
+    ax.plot(xs, [100 * t.main.average for t in tasks], "k--", lw=2, label="average")
     ax.set(xlabel="after task", ylabel="accuracy on generated images (%)", ylim=(-3, 103), title=title)
     ax.set_xticks(xs)
     ax.grid(alpha=0.3)
@@ -99,14 +100,15 @@ def _save_pil(path: Path, img, **kwargs) -> None:
     atomic_write(path, lambda tmp: img.save(tmp, **kwargs))
 
 
-def write_pictures(run_dir: Path, samples: list[dict], tasks: list[dict], classes: list[str], size: int,
-                   title: str, joint: bool) -> dict:
-    """forgetting_grid.png, forgetting.gif and accuracy.png in the run folder; returns their names."""
-    columns = [f"joint, {t['tasks_seen']} classes" if joint else f"after task {t['task']}" for t in tasks]
-    _save_pil(run_dir / "forgetting_grid.png", forgetting_grid(samples, classes, columns, 4, size), format="PNG")
+def write_pictures(run, samples: list[dict], tasks: list, classes: list[str], size: int, title: str,
+                   one_task: bool) -> dict:
+    """The forgetting grid, the forgetting gif and the accuracy plot in the run folder (``runs.RunFolder``);
+    returns their names. ``one_task``: the run learned every class in one task (its one column says so)."""
+    columns = [f"all at once, {t.tasks_seen} classes" if one_task else f"after task {t.task}" for t in tasks]
+    _save_pil(run.picture_path("forgetting_grid"), forgetting_grid(samples, classes, columns, 4, size), format="PNG")
     frames = forgetting_frames(samples, classes, columns, 8, size)
-    _save_pil(run_dir / "forgetting.gif", frames[0], format="GIF", save_all=True, append_images=frames[1:],
+    _save_pil(run.picture_path("forgetting_gif"), frames[0], format="GIF", save_all=True, append_images=frames[1:],
               duration=900, loop=0)
-    accuracy_plot(run_dir / "accuracy.png", tasks, classes, f"{title}: accuracy of the evaluator on generated images")
-    return {"forgetting_grid": "forgetting_grid.png", "forgetting_gif": "forgetting.gif",
-            "accuracy_plot": "accuracy.png"}
+    accuracy_plot(run.picture_path("accuracy_plot"), tasks, classes,
+                  f"{title}: accuracy of the evaluator on generated images")
+    return dict(run.PICTURES)

@@ -18,6 +18,7 @@ batch (``mergan.py:276, 307``). Each class is normalised with its own batch stat
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Callable
@@ -25,7 +26,9 @@ from typing import Callable
 import torch
 
 from .batches import to_float
-from .losses import aux_classifier_loss, critic_loss, generator_loss, replay_alignment
+from .config import default_ra_lambda
+from .losses import Game, aux_classifier_loss, replay_alignment
+from .records import StrategyInfo
 
 log = logging.getLogger("mergan")
 
@@ -55,7 +58,7 @@ class Context:
     device: torch.device
     batch_size: int
     reduce_replay: bool                         # digits: the old classes share one replay batch
-    loss: str                                   # the game: "wgan-gp" or "ns-r1" (``mergan.losses``)
+    game: Game                                  # the GAN game's two sides (``mergan.losses``)
     model: dict                                 # the generator's constructor arguments
     load_generator: Callable[[int], torch.nn.Module]  # the generator saved after task i, frozen
     reduce_mean: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # the mean over processes
@@ -68,10 +71,35 @@ class Context:
 
 
 class Strategy:
-    """Sequential fine-tuning (SFT): the base game on the current class only; forgets the old ones."""
+    """Sequential fine-tuning (SFT): the base game on the current class only; forgets the old ones.
+
+    A strategy class carries its identity and capabilities (``info``: written with every run, so that what shows
+    or reports a run needs no training code) and its behaviour (the hooks below). A new strategy is a subclass
+    and one line in ``STRATEGIES``.
+    """
 
     name = "sft"
+    title = "SFT (sequential fine-tuning)"
+    short = "SFT"
+    paper_column = "SFT"          # the column of the paper's Table 1 it reproduces (None: not in the paper)
+    order = 1                     # its place among the paper's columns
+    role = "lower bound"          # lower bound (forgets), mergan, baseline, upper bound (not continual)
+    about = "trains on the new class only: the baseline that forgets"
+    color = "#d62728"
     one_task = False              # every class in one task (the run cannot be extended)
+    conditional = True            # asked for a class, its generator draws it
+    replays = False               # replays the previous task's generator
+    task_file = "generator"       # what its task file holds: "generator", or "generator+solver"
+
+    @classmethod
+    def info(cls) -> StrategyInfo:
+        return StrategyInfo(cls.name, cls.title, cls.short, cls.paper_column, cls.order, cls.role, cls.about,
+                            cls.color, cls.one_task, cls.conditional, cls.replays, cls.task_file)
+
+    @classmethod
+    def resolve(cls, cfg, preset: dict):
+        """The run's settings with this strategy's own defaults filled in (``config.resolve``)."""
+        return cfg
 
     @classmethod
     def from_config(cls, cfg) -> "Strategy":
@@ -129,6 +157,7 @@ class Strategy:
 class Replaying(Strategy):
     """A strategy that replays the previous task's generator (``old_G``, frozen, loaded at each task start)."""
 
+    replays = True
     old_G: torch.nn.Module | None = None
 
     def begin_task(self, ctx):
@@ -162,6 +191,13 @@ class JTR(Replaying):
     """
 
     name = "jtr"
+    title = "MeRGAN-JTR (joint training with replay)"
+    short = "MeRGAN-JTR"
+    paper_column = "MeRGAN-JTR"
+    order = 4
+    role = "mergan"
+    about = "MeRGAN: the previous generator's images of the old classes are mixed into training as real data"
+    color = "#2ca02c"
 
     def critic_terms(self, ctx):
         t = ctx.task
@@ -173,7 +209,7 @@ class JTR(Replaying):
         d, logits = ctx.D(torch.cat([new, old]))
         d_new, d_old = d.float().chunk(2)
         # The original's per-class means summed over the t classes: t times the mean, the chunks being equal.
-        total = t * (critic_loss(ctx.loss, d_old, d_new) + aux_classifier_loss(logits[len(y):], y))
+        total = t * (ctx.game.critic_loss(d_old, d_new) + aux_classifier_loss(logits[len(y):], y))
         return total if ctx.reduce_replay else total / t
 
     def generator_terms(self, ctx):
@@ -182,7 +218,7 @@ class JTR(Replaying):
             return None
         z, y = replay_batch(ctx)
         d_new, logits_new = ctx.D_raw(ctx.G(z, y, groups=t))
-        total = t * (aux_classifier_loss(logits_new, y) + generator_loss(ctx.loss, d_new))
+        total = t * (aux_classifier_loss(logits_new, y) + ctx.game.generator_loss(d_new))
         return total if ctx.reduce_replay else total / t
 
 
@@ -194,9 +230,26 @@ class RA(Replaying):
     """
 
     name = "ra"
+    title = "MeRGAN-RA (replay alignment)"
+    short = "MeRGAN-RA"
+    paper_column = "MeRGAN-RA"
+    order = 5
+    role = "mergan"
+    about = "MeRGAN: the new generator must redraw its predecessor's images of the old classes, pixel for pixel"
+    color = "#1f77b4"
 
     def __init__(self, lam: float):
         self.lam = lam
+
+    @classmethod
+    def resolve(cls, cfg, preset):
+        """lambda_RA: the paper's per dataset, for its batch of 64; the term is a sum over the replays, so its
+        balance against the GAN's means is kept per replay (times the preset's scale, rounded to what
+        config.json shows)."""
+        if cfg.ra_lambda is not None:
+            return cfg
+        lam = default_ra_lambda(cfg.dataset, cfg.replay_batch or cfg.batch_size) * preset.get("ra_scale", 1.0)
+        return dataclasses.replace(cfg, ra_lambda=float(f"{lam:.6g}"))
 
     @classmethod
     def from_config(cls, cfg):
@@ -218,6 +271,13 @@ class Joint(Strategy):
     the upper bound. Its one task has the summed budget of the sequential tasks."""
 
     name = "joint"
+    title = "Joint training (all classes at once)"
+    short = "Joint"
+    paper_column = "JT"
+    order = 0
+    role = "upper bound"
+    about = "the ceiling: every class at once, with all the data (not continual learning)"
+    color = "#7f7f7f"
     one_task = True
 
     def plan(self, n_classes, iters):
@@ -245,6 +305,13 @@ class EWC(Strategy):
     """
 
     name = "ewc"
+    title = "EWC (elastic weight consolidation)"
+    short = "EWC"
+    paper_column = "EWC"
+    order = 2
+    role = "baseline"
+    about = "baseline (Seff et al. 2017): a penalty on moving the weights that mattered for the old classes"
+    color = "#9467bd"
     fisher_batches = 8
 
     def __init__(self, lam: float):
@@ -279,7 +346,7 @@ class EWC(Strategy):
                 z, y = ctx.noise(ctx.batch_size), ctx.labels(ctx.batch_size, label)
                 with ctx.autocast():
                     d, logits = D(G(z, y))
-                    loss = generator_loss(ctx.loss, d) + aux_classifier_loss(logits, y)
+                    loss = ctx.game.generator_loss(d) + aux_classifier_loss(logits, y)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
                 for (k, _), g in zip(params.items(), grads):
                     if g is not None:
@@ -318,6 +385,15 @@ class DGR(Replaying):
     """
 
     name = "dgr"
+    title = "DGR (deep generative replay)"
+    short = "DGR"
+    paper_column = "DGR"
+    order = 3
+    role = "baseline"
+    about = "baseline (Shin et al. 2017): an unconditional GAN whose replays a classifier labels"
+    color = "#8c564b"
+    conditional = False
+    task_file = "generator+solver"
 
     def fake_labels(self, ctx, n):
         return torch.zeros(n, dtype=torch.long, device=ctx.device)
@@ -340,7 +416,7 @@ class DGR(Replaying):
     def deliverable(self, ctx):
         from .models import ReplayGenerator
 
-        cfg = {**ctx.model, "replay": "dgr", "seen": ctx.task + 1}
+        cfg = {**ctx.model, "seen": ctx.task + 1}
         module = ReplayGenerator(**{k: cfg[k] for k in ("z_dim", "n_classes", "dim", "channels", "arch")},
                                  seen=ctx.task + 1)
         module.generator.load_state_dict(ctx.G_out.state_dict())
@@ -351,6 +427,13 @@ class DGR(Replaying):
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (Strategy, JTR, RA, Joint, EWC, DGR)}
 
 
+def strategy_class(name: str) -> type[Strategy]:
+    """The class of ``--strategy name``; ``ValueError`` naming the choices if there is none."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
 def build_strategy(cfg) -> Strategy:
     """The strategy a ``RunConfig`` names, with its own settings."""
-    return STRATEGIES[cfg.strategy].from_config(cfg)
+    return strategy_class(cfg.strategy).from_config(cfg)

@@ -11,7 +11,6 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .catalog import TRAIN_HINT, Experiment, Run, accuracy_curves, budget_note, lowest_class, verdict
-from .naming import MERGAN, TIMELINE_ORDER, about, ordered, short, title
 from .sampling import grid, sample
 
 MAX_SAMPLES = 64            # one forward call per class (mergan.sampling.CHUNK)
@@ -42,22 +41,32 @@ def class_choices(exp: Experiment, task: int) -> list[tuple[str, str]]:
 
 
 def variant_choices(exp: Experiment) -> list[tuple[str, str]]:
-    """What SFT is compared with: MeRGAN's variants first, then the other continual strategies marked as the
-    baselines they are (joint has no per-task generators)."""
-    found = [s for s in ordered(exp.runs, TIMELINE_ORDER) if s not in ("sft", "joint")]
-    return ([(title(s), s) for s in found if s in MERGAN]
-            + [(f"{short(s)} (baseline)", s) for s in found if s not in MERGAN])
+    """What the strategy that forgets is compared with: MeRGAN's variants first, then the other continual
+    strategies marked as the baselines they are (a strategy of one task has no per-task generators)."""
+    found = [s for s in exp.strategies("mergan", "baseline") if not exp.runs[s].info.one_task]
+    return [(exp.runs[s].info.title if exp.runs[s].info.role == "mergan" else f"{exp.runs[s].info.short} (baseline)", s)
+            for s in found]
 
 
-def verdicts(exp: Experiment | None, task, class_name, variant="ra", seed=0) -> tuple[str, str]:
+def default_variant(exp: Experiment) -> str | None:
+    found = variant_choices(exp)
+    return found[0][1] if found else None
+
+
+def _short_name(exp: Experiment | None, strategy: str | None) -> str:
+    run = exp.runs.get(strategy) if exp is not None and strategy else None
+    return run.info.short if run else str(strategy)
+
+
+def verdicts(exp: Experiment | None, task, class_name, variant=None, seed=0) -> tuple[str, str]:
     """A heading for each panel: the strategy, and what its generator draws when asked for the class, scored by
     the evaluator on 64 samples of this seed (the first ones are those shown)."""
     checked, error = _check(exp, task, class_name, 1, seed)
     learned = not error and checked[1] <= checked[0]
     heads = []
-    for s in ("sft", str(variant).lower()):
-        v = verdict(exp, s, checked[0], class_name, checked[3]) if learned else None
-        heads.append(f"### {short(s)}" + (f"\n**{v}**" if v is not None else ""))
+    for s in (exp.first("lower bound") if exp else None, variant or (default_variant(exp) if exp else None)):
+        v = verdict(exp, s, checked[0], class_name, checked[3]) if learned and s else None
+        heads.append(f"### {_short_name(exp, s)}" + (f"\n**{v}**" if v is not None else ""))
     return heads[0], heads[1]
 
 
@@ -86,14 +95,14 @@ def _draw(run: Run | None, task: int, label: int, n: int, seed: int):
     if run is None:
         return None, "no run of this strategy in the experiment"
     if task not in run.generators:
-        if run.strategy == "joint":
-            return None, "joint training learns all classes at once: it exists only after the last task"
+        if run.info.one_task:
+            return None, f"{run.info.short} learns all classes at once: it exists only after the last task"
         return None, f"`{run.name}` has no loadable checkpoint for task {task}"
     return sample(run.generators[task], [label] * n, seed=seed), None
 
 
-def side_by_side(exp: Experiment | None, task, class_name, variant="ra", n=16, seed=0):
-    """SFT's and MeRGAN's samples of one class after one task, from the same noise.
+def side_by_side(exp: Experiment | None, task, class_name, variant=None, n=16, seed=0):
+    """The forgetting strategy's (SFT's) and MeRGAN's samples of one class after one task, from the same noise.
 
     Returns ``(sft_image, mergan_image, info)``: PIL images (None where there is nothing to show) and a
     Markdown line that explains the result or what was wrong with the request.
@@ -102,26 +111,28 @@ def side_by_side(exp: Experiment | None, task, class_name, variant="ra", n=16, s
     if error:
         return None, None, f"⚠️ {error}"
     task, label, n, seed = checked
-    variant = str(variant).lower()
+    variant = str(variant or default_variant(exp)).lower()
+    lower = exp.first("lower bound")
     if label > task:
         return None, None, (f"⚠️ Class {class_name} is learned in task {label}; after task {task} the generators "
                             f"have seen only {', '.join(exp.classes[: task + 1])}. Pick task {label} or later, or "
                             f"a learned class.")
     nrow = min(n, 8)
     out, notes = [], []
-    for strategy in ("sft", variant):
+    for strategy in (lower, variant):
         images, why = _draw(exp.runs.get(strategy), task, label, n, seed)
         out.append(None if images is None else to_pil(images, nrow))
         if why:
-            notes.append(f"⚠️ {short(strategy)}: {why}.")
+            notes.append(f"⚠️ {_short_name(exp, strategy)}: {why}.")
     info = (f"Seed **{seed}**: {n} sample(s) of class **{class_name}** {_task_label(exp, task)}, the same noise for "
-            f"{short('sft')} and {short(variant)}.")
+            f"{_short_name(exp, lower)} and {_short_name(exp, variant)}.")
+    run = exp.runs.get(variant)
     if task > label and not notes:
-        keeps = "replays it with its previous generator" if variant in MERGAN else "tries to keep it"
-        info += (f" Class {class_name} was learned {task - label} task(s) ago: SFT has since been trained only on "
-                 f"newer classes, {short(variant)} {keeps}.")
-    if variant not in MERGAN and about(variant):
-        info += f" {short(variant)} is a {about(variant)}."
+        keeps = "replays it with its previous generator" if run and run.info.replays else "tries to keep it"
+        info += (f" Class {class_name} was learned {task - label} task(s) ago: {_short_name(exp, lower)} has since "
+                 f"been trained only on newer classes, {_short_name(exp, variant)} {keeps}.")
+    if run and run.info.role != "mergan":
+        info += f" {run.info.short} is a {run.info.about}."
     return out[0], out[1], " ".join([info] + notes)
 
 
@@ -143,7 +154,7 @@ def about_text(exp: Experiment) -> str:
     lines = [f"**The paper**: Chenshen Wu et al., *Memory Replay GANs: learning to generate images from new categories "
              f"without forgetting*, NeurIPS 2018 ([arXiv]({PAPER})). A conditional GAN learns one class per task and "
              f"never sees an old class's images again.", "", "**The strategies shown**:", ""]
-    lines += [f"- **{short(s)}**: {about(s)}" for s in ordered(exp.runs, TIMELINE_ORDER)]
+    lines += [f"- **{exp.runs[s].info.short}**: {exp.runs[s].info.about}" for s in exp.strategies()]
     lines += ["", budget_note(exp).strip("*"), "",
               "**The numbers**: a digit classifier trained on real digits (98% on real test digits) scores "
               "generated images; *accuracy* is the share it recognises as the class that was asked for, averaged "
@@ -156,26 +167,37 @@ def examples_with_labels(exp: Experiment) -> list[tuple[str, list]]:
     """One click away: forgetting (the first class after the last task), the class MeRGAN keeps worst, and a
     baseline asked for the newest class."""
     last, rows = exp.n_tasks - 1, []
-    if not ({"sft", "ra"} <= set(exp.runs)) or last < 1:
+    mergan, baseline = exp.first("mergan"), next(iter(s for s, _ in variant_choices(exp)
+                                                       if exp.runs[s].info.role == "baseline"), None)
+    if exp.first("lower bound") is None or mergan is None or last < 1:
         return rows
-    rows.append((f"Forgetting: class {exp.classes[0]} after task {last}", [last, exp.classes[0], "ra"]))
-    hard = lowest_class(exp, "ra")
+    rows.append((f"Forgetting: class {exp.classes[0]} after task {last}", [last, exp.classes[0], mergan]))
+    hard = lowest_class(exp, mergan)
     if hard is not None and hard != exp.classes[0]:
-        rows.append((f"MeRGAN-RA's hardest class: {hard}", [last, hard, "ra"]))
-    if "ewc" in exp.runs:
-        rows.append((f"EWC asked for {exp.classes[last]}", [last, exp.classes[last], "ewc"]))
+        rows.append((f"{exp.runs[mergan].info.short}'s hardest class: {hard}", [last, hard, mergan]))
+    if baseline is not None:
+        rows.append((f"{exp.runs[baseline].info.short} asked for {exp.classes[last]}", [last, exp.classes[last],
+                                                                                        baseline]))
     return rows
 
 
 LIVE_UPDATES, LIVE_EVERY = 200, 25   # about half a minute for both on 2 free cores
 
 
-def live_choices(exp: Experiment | None) -> list[str]:
-    """Digits the experiment has not learned, if both its SFT and RA runs can keep learning (``mergan.live``)."""
-    from .live import LIVE_FILE
+def live_pair(exp: Experiment | None) -> tuple[str, str] | None:
+    """The strategies the live lesson sets side by side (the one that forgets, and MeRGAN), if both runs can
+    keep learning (their ``live.safetensors``)."""
+    if exp is None:
+        return None
+    ready = [s for s in exp.strategies("lower bound", "mergan") if exp.runs[s].folder.live_path.is_file()]
+    lower = next((s for s in ready if exp.runs[s].info.role == "lower bound"), None)
+    mergan = next((s for s in ready if exp.runs[s].info.role == "mergan"), None)
+    return (lower, mergan) if lower and mergan else None
 
-    if exp is None or exp.dataset != "mnist" or not all(
-            s in exp.runs and (exp.runs[s].path / LIVE_FILE).is_file() for s in ("sft", "ra")):
+
+def live_choices(exp: Experiment | None) -> list[str]:
+    """Digits the experiment has not learned, if its runs can keep learning (``live_pair``)."""
+    if exp is None or exp.dataset != "mnist" or live_pair(exp) is None:
         return []
     return [d for d in map(str, range(10)) if d not in exp.classes]
 
@@ -190,7 +212,7 @@ def lesson_frames(exp: Experiment, digit: str, updates: int = LIVE_UPDATES, ever
         return
     import time
 
-    lessons = [teach(exp.runs[s].path, digit, updates=updates, every=every) for s in ("sft", "ra")]
+    lessons = [teach(exp.runs[s].path, digit, updates=updates, every=every) for s in live_pair(exp)]
     start = time.perf_counter()
     try:
         for sft, ra in zip(*lessons):
@@ -217,12 +239,12 @@ def timeline(exp: Experiment | None, class_name, n=4, seed=0):
     if error:
         return None, f"⚠️ {error}"
     _, label, n, seed = checked
-    rows = ordered(exp.runs, TIMELINE_ORDER)
+    rows = exp.strategies()
     nrow = math.ceil(math.sqrt(n))
     cells = {}
     for s in rows:
         for t in range(exp.n_tasks):
-            if label <= t or s == "joint":
+            if label <= t or exp.runs[s].info.one_task:
                 images, _ = _draw(exp.runs[s], t, label, n, seed)
                 if images is not None:
                     cells[s, t] = to_pil(images, nrow, target=140, max_scale=4)
@@ -238,16 +260,17 @@ def timeline(exp: Experiment | None, class_name, n=4, seed=0):
         draw.text((x, 24), f"learned {exp.classes[t]}", fill=(90, 90, 90), font=small)
     for r, s in enumerate(rows):
         y = top + pad + r * (cell_h + pad)
-        draw.text((6, y + cell_h // 2 - 8), short(s), fill="black", font=font)
+        draw.text((6, y + cell_h // 2 - 8), exp.runs[s].info.short, fill="black", font=font)
         for t in range(exp.n_tasks):
             x = left + pad + t * (cell_w + pad)
             if (s, t) in cells:
                 canvas.paste(cells[s, t].convert("RGB"), (x, y))
                 continue
             draw.rectangle([x, y, x + cell_w - 1, y + cell_h - 1], fill=(235, 235, 235))
-            why = ("not learned\nyet" if label > t and s != "joint" else
-                   "trained only\nafter the\nlast task" if s == "joint" else "no\ncheckpoint")
+            one_task = exp.runs[s].info.one_task
+            why = ("not learned\nyet" if label > t and not one_task else
+                   "trained only\nafter the\nlast task" if one_task else "no\ncheckpoint")
             draw.multiline_text((x + 8, y + 8), why, fill=(110, 110, 110), font=small)
     info = (f"Class **{class_name}** (learned in task {label}), seed **{seed}**, {n} sample(s) per cell. Rows: "
-            f"{', '.join(short(s) for s in rows)}; columns: the generator after each task.")
+            f"{', '.join(exp.runs[s].info.short for s in rows)}; columns: the generator after each task.")
     return canvas, info

@@ -137,7 +137,7 @@ def evaluate(run: Path, log_path: Path, eval_args: list[str]) -> None:
 def run_plan(rows, out: Path, jobs: int, threads: int, device: str, eval_samples: int, deadline: float | None):
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     dev = ["--cpu"] if device == "cpu" else []
-    eval_args = ["--eval-samples", str(eval_samples), "--mnist-source", "mnist5k", *dev]
+    eval_args = ["--eval-samples", str(eval_samples), *dev]
     start, pending, running, stopped = time.time(), list(rows), {}, []
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -151,7 +151,7 @@ def run_plan(rows, out: Path, jobs: int, threads: int, device: str, eval_samples
             if run.exists() and not (run / "config.json").is_file():
                 import shutil
                 shutil.rmtree(run)   # a run that never started (its folder would be refused)
-            train_args = [*args, "--mnist-source", "mnist5k", "--out", str(run), *dev]
+            train_args = [*args, "--out", str(run), *dev]
             spec = json.dumps([name, str(out), train_args, eval_args])
             running[name] = subprocess.Popen([sys.executable, __file__, "_job", spec], env=env,
                                              start_new_session=True)

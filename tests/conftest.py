@@ -15,6 +15,34 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+# --- a slice of the official MNIST, written as the four IDX files: real digits, cheap to train evaluators on ---
+SLICE = (300, 100)   # training and test digits per class
+
+
+@pytest.fixture(scope="session")
+def mnist_slice(tmp_path_factory) -> Path:
+    """A folder holding ``MNIST/raw/*-ubyte.gz`` with the first 300 training and 100 test digits of each class of
+    the shipped official files (pass it as --data-dir)."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    from mergan.data import MNIST, read_idx
+
+    root = tmp_path_factory.mktemp("mnist-slice")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem, n in (("train", SLICE[0]), ("t10k", SLICE[1])):
+        x = read_idx(MNIST / f"{stem}-images-idx3-ubyte.gz")
+        y = read_idx(MNIST / f"{stem}-labels-idx1-ubyte.gz")
+        keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:n] for c in range(10)]))
+        for kind, arr in (("images-idx3", x[keep]), ("labels-idx1", y[keep])):
+            header = struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+            (raw / f"{stem}-{kind}-ubyte.gz").write_bytes(gzip.compress(header + arr.tobytes(), mtime=0))
+    return root
+
+
 # --- demo (tests/test_demo.py, tests/test_browser.py): tiny real runs written by train.py -------------------
 DEMO_CLASSES = ["0", "1", "2"]
 DEMO_STRATEGIES = ("sft", "ra", "jtr", "joint")
@@ -32,7 +60,7 @@ def tiny_runs(tmp_path_factory) -> Path:
     for s in DEMO_STRATEGIES:
         AcceleratorState._reset_state(True)
         assert train.main(["--strategy", s, "--preset", "quick", "--classes", ",".join(DEMO_CLASSES), "--iters", "3",
-                           "--dim", "8", "--batch-size", "16", "--mnist-source", "mnist5k", "--cpu",
+                           "--dim", "8", "--batch-size", "16", "--cpu",
                            "--out", str(root / f"mnist-{s}")]) == 0, f"train.py --strategy {s} failed"
     AcceleratorState._reset_state(True)
     for s in ("sft", "ra"):   # what the demo's live tab needs

@@ -105,13 +105,13 @@ def folder_dir(tmp_path):
 
 @pytest.mark.parametrize("gz", [False, True])
 @pytest.mark.parametrize("layout", ["torchvision", "flat"])
-def test_mnist_idx_padded_split_and_source(tmp_path, monkeypatch, gz, layout):
-    monkeypatch.setattr(data, "_try_download_mnist", lambda d: pytest.fail("must not download"))
+def test_mnist_idx_padded_split_and_source(tmp_path, gz, layout):
     folder = tmp_path / "MNIST" / "raw" if layout == "torchvision" else tmp_path
     raw = write_mnist(folder, gz=gz)
-    td = load_task_data("mnist", tmp_path, mnist_source="full")
+    td = load_task_data("mnist", tmp_path)
     assert td.classes == [str(i) for i in range(10)] and td.channels == 1 and td.size == 32
-    assert td.source.startswith("mnist: standard IDX files") and str(folder) in td.source
+    assert td.source.description.startswith("mnist: 30 training and 20 test digits, IDX files in")
+    assert td.source.location == str(folder.resolve())
     for split, sets in (("train", td.train), ("test", td.test)):
         x, y = raw[split]
         for c in range(10):
@@ -124,51 +124,57 @@ def test_mnist_idx_padded_split_and_source(tmp_path, monkeypatch, gz, layout):
             assert border.sum() == 0
 
 
-def test_mnist_auto_prefers_standard_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_try_download_mnist", lambda d: pytest.fail("must not download"))
+def test_mnist_files_under_data_dir_win_and_the_class_order_is_kept(tmp_path):
     write_mnist(tmp_path / "MNIST" / "raw", gz=True)
     td = load_task_data("mnist", tmp_path, "3,1")
     assert td.classes == ["3", "1"] and set(td.train) == {"3", "1"}
-    assert td.source.startswith("mnist: standard IDX files")
+    assert "IDX files in" in td.source.description
     assert len(td.train["3"]) == 3 and len(td.test["1"]) == 2
 
 
-def test_mnist5k_shipped_assets():
-    td = load_task_data("mnist", "/nonexistent", mnist_source="mnist5k")
-    assert td.source.startswith("mnist5k")
-    assert [len(td.train[c]) for c in td.classes] == [400] * 10
-    assert [len(td.test[c]) for c in td.classes] == [100] * 10
+def test_the_official_mnist_is_shipped_and_read_without_any_download(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(socket, "socket", lambda *a, **k: pytest.fail("no network may be used"))
+    td = load_task_data("mnist", tmp_path / "nothing-here")
+    assert td.source.location is None and "shipped in assets/mnist" in td.source.description
+    counts = {c: (len(td.train[c]), len(td.test[c])) for c in td.classes}
+    # the official counts (the files' README)
+    assert [n for n, _ in counts.values()] == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert [n for _, n in counts.values()] == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     x = td.train["7"].images
-    assert x.shape == (400, 1, 32, 32) and x.dtype == torch.uint8
+    assert x.shape == (6265, 1, 32, 32) and x.dtype == torch.uint8
     assert x[:, :, :2].sum() == 0 and x[:, :, :, -2:].sum() == 0 and x.max() > 200  # real digits, padded
 
 
-def test_mnist_full_missing_raises(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(data, "_try_download_mnist", lambda d: calls.append(d) or False)
-    with pytest.raises(DataError, match="no MNIST files"):
-        load_task_data("mnist", tmp_path, mnist_source="full")
-    assert calls == [tmp_path]
+def test_the_shipped_mnist_files_are_the_official_ones():
+    import hashlib
+
+    want = {"train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"}
+    for name, digest in want.items():
+        assert hashlib.sha256(gzip.decompress((data.MNIST / f"{name}.gz").read_bytes())).hexdigest() == digest
 
 
-def test_mnist_auto_falls_back_to_mnist5k(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_try_download_mnist", lambda d: False)
-    assert load_task_data("mnist", tmp_path, "0").source.startswith("mnist5k")
-
-
-def test_mnist_unknown_source(tmp_path):
-    with pytest.raises(DataError, match="unknown MNIST source"):
-        load_task_data("mnist", tmp_path, mnist_source="kmnist")
+def test_data_are_fingerprinted_by_content_per_class(tmp_path):
+    write_mnist(tmp_path / "a", seed=0)
+    write_mnist(tmp_path / "b", seed=0)
+    write_mnist(tmp_path / "c", seed=1)
+    a, b, c = (load_task_data("mnist", tmp_path / k).source for k in "abc")
+    assert a.location != b.location and a.classes == b.classes and a.differs(b) is None   # same bytes elsewhere
+    assert a.differs(c) is not None and "class 0" in a.differs(c)
+    assert a.subset(["1"]).differs(c.subset(["2"])) is None   # no class in common: nothing differs
 
 
 @pytest.mark.parametrize("gz", [False, True])
-def test_truncated_idx_raises_with_path(tmp_path, monkeypatch, gz):
-    monkeypatch.setattr(data, "_try_download_mnist", lambda d: False)
+def test_truncated_idx_raises_with_path(tmp_path, gz):
     write_mnist(tmp_path, gz=gz)
     path = tmp_path / ("train-images-idx3-ubyte" + (".gz" if gz else ""))
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(DataError) as e:
-        load_task_data("mnist", tmp_path, mnist_source="full")
+        load_task_data("mnist", tmp_path)
     assert str(path) in str(e.value)
     with pytest.raises(DataError, match="cannot read IDX"):
         read_idx(path)
@@ -208,7 +214,7 @@ def test_svhn_transpose_and_label_10_is_zero(tmp_path):
     x, y = write_svhn(tmp_path / "train_32x32.mat", 30, 0)
     xt, yt = write_svhn(tmp_path / "test_32x32.mat", 20, 1)
     td = load_task_data("svhn", tmp_path)
-    assert td.channels == 3 and td.size == 32 and td.source == f"svhn: {tmp_path}"
+    assert td.channels == 3 and td.size == 32 and td.source.location == str(tmp_path.resolve()) and "svhn: " in td.source.description
     for digit in range(10):
         label = 10 if digit == 0 else digit
         got = td.train[str(digit)].images
@@ -257,7 +263,7 @@ def test_lsun_cap_and_extra_categories(lsun_dir):
     td = load_task_data("lsun", lsun_dir, "dining_room,bedroom", lsun_cap=2)
     assert [len(td.train[c]) for c in td.classes] == [2, 2]
     assert len(td.test["bedroom"]) == 2 and "dining_room" not in td.test
-    assert td.all_classes[-1] == "dining_room" and "at most 2" in td.source
+    assert td.all_classes[-1] == "dining_room" and "at most 2" in td.source.description
 
 
 def test_lsun_missing_category(lsun_dir, tmp_path):
@@ -320,7 +326,7 @@ def test_lsun_workers_give_same_batches(lsun_dir):
 def test_folder_sizes_channels_and_held_out_test(folder_dir, size, channels):
     td = load_task_data("folder", folder_dir, image_size=size, channels=channels)
     assert td.classes == ["cats", "dogs"] and td.all_classes == ["cats", "dogs"]
-    assert td.size == size and td.channels == channels and td.source == f"folder: {folder_dir}"
+    assert td.size == size and td.channels == channels and td.source.location == str(folder_dir.resolve())
     assert [p.name for p in td.train["cats"].files] == ["a.png", "b.PNG"]
     assert [p.name for p in td.test["cats"].files] == ["c.png"] and "dogs" not in td.test
     for ds in (td.train["cats"], td.train["dogs"], td.test["cats"]):
@@ -382,11 +388,11 @@ def test_parse_classes_errors(text, msg):
 
 def test_mnist_bad_classes(tmp_path):
     with pytest.raises(DataError, match="empty class name"):
-        load_task_data("mnist", tmp_path, "0,,1", mnist_source="mnist5k")
+        load_task_data("mnist", tmp_path, "0,,1")
     with pytest.raises(DataError, match="repeats"):
-        load_task_data("mnist", tmp_path, "1,1", mnist_source="mnist5k")
+        load_task_data("mnist", tmp_path, "1,1")
     with pytest.raises(DataError, match="'10'"):
-        load_task_data("mnist", tmp_path, "10", mnist_source="mnist5k")
+        load_task_data("mnist", tmp_path, "10")
 
 
 # ----------------------------------------------------------------------------------------------- batches

@@ -1,4 +1,5 @@
 """Loss terms against their closed forms."""
+import pytest
 import torch
 
 from mergan.losses import (aux_classifier_loss, gradient_penalty, replay_alignment, wasserstein_critic_loss,
@@ -73,15 +74,24 @@ def test_replay_alignment_gradient_flows_only_to_new():
 
 
 def test_non_saturating_losses_are_the_logistic_game():
-    from mergan.losses import critic_loss, generator_loss
+    from mergan.losses import game
 
     d_real, d_fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
     expected_d = -torch.log(torch.sigmoid(d_real)).mean() - torch.log(1 - torch.sigmoid(d_fake)).mean()
-    assert torch.allclose(critic_loss("ns-r1", d_real, d_fake), expected_d)
-    assert torch.allclose(generator_loss("ns-r1", d_fake), -torch.log(torch.sigmoid(d_fake)).mean())
+    assert torch.allclose(game("ns-r1").critic_loss(d_real, d_fake), expected_d)
+    assert torch.allclose(game("ns-r1").generator_loss(d_fake), -torch.log(torch.sigmoid(d_fake)).mean())
     # the original's game is unchanged
-    assert torch.allclose(critic_loss("wgan-gp", d_real, d_fake), d_fake.mean() - d_real.mean())
-    assert torch.allclose(generator_loss("wgan-gp", d_fake), -d_fake.mean())
+    assert torch.allclose(game("wgan-gp").critic_loss(d_real, d_fake), d_fake.mean() - d_real.mean())
+    assert torch.allclose(game("wgan-gp").generator_loss(d_fake), -d_fake.mean())
+
+
+def test_an_unknown_game_is_refused_and_every_game_is_a_setting():
+    from mergan.config import LOSSES
+    from mergan.losses import GAMES, game
+
+    with pytest.raises(ValueError, match="unknown loss 'hinge'; choose one of wgan-gp, ns-r1"):
+        game("hinge")
+    assert tuple(GAMES) == LOSSES
 
 
 def test_r1_of_a_linear_critic_is_the_squared_weight_norm():

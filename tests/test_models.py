@@ -120,12 +120,13 @@ def test_the_same_generator_saves_to_the_same_bytes(tmp_path):
     cfg = model_config("dcgan32", channels=1, dim=4)
     torch.manual_seed(0)
     G = build_generator(cfg)
-    meta = {"strategy": "ra", "task": 0, "classes": ["0"], "dataset": "mnist", "data_source": "x", "iters": 1,
-            "seed": 0, "model": cfg, "lr": 1e-4, "batch_size": 64, "loss": "wgan-gp", "ema": 0.0}
+    from helpers import task_meta
+
+    meta = task_meta(cfg, strategy="ra", ra_lambda=1e-3)
     files = [tmp_path / f"g{i}.safetensors" for i in range(4)]
     for f in files:
         save_generator(f, G, meta)
     assert len({f.read_bytes() for f in files}) == 1
     G2, meta2 = load_generator(files[0])
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
-    assert meta2["classes"] == ["0"] and meta2["model"] == cfg
+    assert meta2.classes == ["0"] and meta2.model == cfg and meta2.config.ra_lambda == 1e-3

@@ -7,7 +7,7 @@ import torch
 
 import torch.nn.functional as F
 
-from mergan.losses import aux_classifier_loss
+from mergan.losses import aux_classifier_loss, game
 from mergan.models import build_critic, build_generator, model_config
 from mergan.config import DEFAULTS, RA_LAMBDA, default_ra_lambda
 from mergan.batches import to_float
@@ -39,7 +39,7 @@ class Nets:
         return Context(task=t, G_raw=self.G, G=self.G, G_out=self.G, D_raw=self.D, D=self.D, noise=self.noise,
                        labels=lambda n, label: torch.full((n,), label, dtype=torch.long),
                        autocast=contextlib.nullcontext, rng=self.rng, device=torch.device("cpu"),
-                       batch_size=self.batch_size, reduce_replay=self.reduce_replay, loss=self.loss,
+                       batch_size=self.batch_size, reduce_replay=self.reduce_replay, game=game(self.loss),
                        model=self.model, load_generator=lambda i: self.old_G)
 
 
@@ -243,7 +243,7 @@ def test_ewc_fisher_is_the_mean_squared_gradient_computed_by_hand():
     ctx = Context(task=0, G_raw=G, G=G, G_out=G, D_raw=D, D=D, noise=lambda n: next(batches),
                   labels=lambda n, label: torch.full((n,), label, dtype=torch.long),
                   autocast=contextlib.nullcontext, rng=torch.Generator(), device=torch.device("cpu"),
-                  batch_size=2, reduce_replay=True, loss="wgan-gp", model={}, load_generator=None)
+                  batch_size=2, reduce_replay=True, game=game("wgan-gp"), model={}, load_generator=None)
     s = STRATEGIES["ewc"](lam=2.0)
     s.fisher_batches = 2
     s.end_task(ctx)
@@ -289,18 +289,18 @@ def test_dgr_deliverable_draws_classes_by_rejection_and_round_trips(tmp_path):
 
     s = make("dgr", tr)
     module, cfg = s.deliverable(tr.ctx(1))
-    assert cfg["replay"] == "dgr" and cfg["seen"] == 2
+    assert cfg["seen"] == 2 and s.task_file == "generator+solver"
     z = torch.randn(64, 128)
     for label in (0, 1):
         x = module(z, torch.full((64,), label))
         hits = (module.classify(x) == label).float().mean()
         plain = (module.classify(module.generator(z, torch.zeros(64, dtype=torch.long))) == label).float().mean()
         assert hits >= plain  # rejection never makes it worse
-    meta = {"strategy": "dgr", "task": 1, "classes": ["0", "1"], "dataset": "mnist", "data_source": "x",
-            "model": cfg, "iters": 1}
-    save_generator(tmp_path / "g.safetensors", module, meta)
+    from helpers import task_meta
+
+    save_generator(tmp_path / "g.safetensors", module, task_meta(cfg, task=1, classes="01", strategy="dgr"))
     G, m = load_generator(tmp_path / "g.safetensors")
-    assert m["model"]["replay"] == "dgr"
+    assert m.deliverable == "generator+solver" and m.model["seen"] == 2 and not m.strategy.conditional
     assert torch.equal(sample(G, [0, 1, 1], seed=3), sample(module, [0, 1, 1], seed=3))
 
 

@@ -17,7 +17,7 @@ from mergan.checkpoints import CheckpointError, read_metadata
 from mergan.strategies import STRATEGIES
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--mnist-source", "mnist5k", "--dim", "4", "--iters", "3", "--save-every", "2", "--batch-size", "8"]
+TINY = ["--dim", "4", "--iters", "3", "--save-every", "2", "--batch-size", "8"]
 
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")   # see conftest
@@ -77,18 +77,23 @@ def test_every_strategy_end_to_end(finished, strategy):
     files = sorted(out.glob("task_*.safetensors"))
     expected = ["task_02.safetensors"] if strategy == "joint" else [f"task_{t:02d}.safetensors" for t in range(3)]
     assert [f.name for f in files] == expected
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["strategy"] == strategy and saved["config"]["classes"] == ["0", "1", "2"]
+    assert saved["strategy"] == STRATEGIES[strategy].info().to_dict() and saved["format_version"] == 2
     for f in files:
         meta = read_metadata(f)
-        assert meta["strategy"] == strategy and meta["dataset"] == "mnist"
-        assert meta["classes"] == ["0", "1", "2"][: meta["task"] + 1]
-        assert "mnist5k" in meta["data_source"] and meta["model"]["dim"] == 4
-        assert meta["iters"] == (9 if strategy == "joint" else 3)
-        assert (out / "samples" / f"task_{meta['task']:02d}.png").is_file()
+        assert meta.strategy.name == strategy and meta.dataset == "mnist"
+        assert meta.classes == ["0", "1", "2"][: meta.task + 1]
+        assert "shipped in assets/mnist" in meta.data_source.description and meta.model["dim"] == 4
+        assert meta.iters == (9 if strategy == "joint" else 3)
+        assert meta.run_id == saved["run_id"]
+        # the whole resolved configuration travels with the generator, RA's weight included
+        assert meta.config.batch_size == 8
+        assert meta.config.ra_lambda == (pytest.approx(1e-3 * 64 / 8) if strategy == "ra" else None)
+        assert (out / "samples" / f"task_{meta.task:02d}.png").is_file()
         G, _ = load_generator(f)
         imgs = sample(G, [0, 1, 2], seed=0)
         assert imgs.dtype == torch.uint8 and imgs.shape == (3, 1, 32, 32)
-    saved = json.loads((out / "config.json").read_text())
-    assert saved["strategy"] == strategy and saved["classes"] == ["0", "1", "2"]
 
 
 def test_first_task_identical_across_sequential_strategies(finished):
@@ -191,7 +196,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_saved_files(tmp_path, capsys, mo
     (["--resume"], "nothing to resume"),
 ])
 def test_bad_input_one_clear_line(tmp_path, capsys, args, message):
-    assert train.main(["--out", str(tmp_path / "r"), "--mnist-source", "mnist5k", *args]) == 1
+    assert train.main(["--out", str(tmp_path / "r"), *args]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not (tmp_path / "r").exists()  # nothing written
@@ -205,23 +210,23 @@ def test_bad_input_one_clear_line(tmp_path, capsys, args, message):
     (["--preset", "quick", "--ra-lambda", "1e-3", "--lr", "1e-4"], 1e-4, 64, 1e-3),  # explicit values win
 ])
 def test_preset_settings(args, lr, batch, ra_lambda):
-    from types import SimpleNamespace
-
     ns = train.build_parser().parse_args(["--strategy", "ra", *args])
-    dataset = ns.dataset
-    data = SimpleNamespace(size=32, channels=1, all_classes=[str(i) for i in range(10)], classes=["0", "1"],
-                           source=f"{dataset}: test")
-    cfg = train.make_config(ns, data)
+    cfg = train.make_config(ns, _data(ns.dataset))
     assert (cfg.lr, cfg.batch_size) == (lr, batch) and cfg.ra_lambda == pytest.approx(ra_lambda)
 
 
-def _config(*args):
+def _data(dataset="mnist"):
     from types import SimpleNamespace
 
+    from mergan.records import ClassData, DataSource
+
+    return SimpleNamespace(name=dataset, size=32, channels=1, all_classes=[str(i) for i in range(10)],
+                           classes=["0", "1"], source=DataSource(dataset, "test", None, {c: ClassData(1, c) for c in "01"}))
+
+
+def _config(*args):
     ns = train.build_parser().parse_args(["--strategy", "ra", *args])
-    data = SimpleNamespace(size=32, channels=1, all_classes=[str(i) for i in range(10)], classes=["0", "1"],
-                           source="mnist: test")
-    return train.make_config(ns, data)
+    return train.make_config(ns, _data())
 
 
 def test_paper_preset_is_the_original_game_and_quick_its_measured_departures():
@@ -267,7 +272,7 @@ def test_truncated_or_foreign_checkpoint_clear_error(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(CheckpointError, match="not a MeRGAN generator"):
         load_generator(tmp_path / "other.safetensors")
-    with pytest.raises(CheckpointError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no MeRGAN generator at"):
         load_generator(tmp_path / "missing.safetensors")
 
 
@@ -293,7 +298,7 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(f.name for f in out.glob("task_*.safetensors")) == ["task_00.safetensors", "task_01.safetensors"]
-    assert read_metadata(out / "task_01.safetensors")["classes"] == ["0", "1"]
+    assert read_metadata(out / "task_01.safetensors").classes == ["0", "1"]
     assert proc.stdout.count("done: 2 task(s)") == 1  # only the main process reports and writes
 
 
@@ -335,9 +340,9 @@ def test_lsun_lmdb_and_svhn_mat_and_image_folders_end_to_end(tmp_path):
         assert train.main(["--strategy", strategy, "--out", str(out), "--dim", "2", "--iters", "1", "--batch-size", "8",
                            *args]) == 0
         G, meta = load_generator(out / f"task_{len(classes) - 1:02d}.safetensors")
-        assert meta["classes"] == classes and meta["dataset"] == args[1]
-        assert meta["model"]["arch"] == ("resnet64" if size == 64 else "dcgan32")
-        assert meta["model"]["channels"] == channels
+        assert meta.classes == classes and meta.dataset == args[1]
+        assert meta.model["arch"] == ("resnet64" if size == 64 else "dcgan32")
+        assert meta.model["channels"] == channels
         assert sample(G, list(range(len(classes)))).shape == (len(classes), channels, size, size)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from mergan import trainer as trainer_module
+from mergan import losses
 from mergan.data import load_task_data
 from mergan.models import model_config
 from mergan.config import RunConfig
@@ -14,7 +14,7 @@ from mergan.trainer import Trainer
 
 
 def make(tmp_path, strategy="sft", classes="0,1", **settings):
-    data = load_task_data("mnist", "data", classes, mnist_source="mnist5k")
+    data = load_task_data("mnist", "data", classes)
     cfg = RunConfig(dataset="mnist", strategy=strategy, classes=data.classes, iters=3,
                     model=model_config("dcgan32", channels=1, dim=4), data_source=data.source, batch_size=8,
                     save_every=1000, log_every=1000, **settings)
@@ -94,14 +94,14 @@ def test_lazy_penalty_every_fourth_critic_step_weighted_by_four(tmp_path, monkey
     tr = make(tmp_path, classes="0", loss="ns-r1", critic_iters=1, penalty_every=4, gp_weight=0.5)
     w = Watch(tr)
     seen = []
-    real_r1 = trainer_module.r1_penalty
+    real_r1 = losses.r1_penalty
 
     def counting_r1(d_real, real, loss_scale=None):
         value = real_r1(d_real, real, loss_scale)
         seen.append(float(value.detach()))
         return value
 
-    monkeypatch.setattr(trainer_module, "r1_penalty", counting_r1)
+    monkeypatch.setattr(losses, "r1_penalty", counting_r1)
     tr.train()
     flags = [p for _, k, p in w.calls if k == "D"]
     assert flags == [True, False, False, False]   # critic steps 0..3 of a 3-update task: the first carries it
@@ -111,9 +111,8 @@ def test_lazy_penalty_every_fourth_critic_step_weighted_by_four(tmp_path, monkey
 def test_r1_weight_is_gamma_over_two_times_k(tmp_path, monkeypatch):
     """With a penalty that is the only term that differs, the loss difference is gamma/2 * k * R1."""
     tr = make(tmp_path, classes="0", loss="ns-r1", critic_iters=1, penalty_every=4, gp_weight=0.5)
-    tr.prepare_models()
     tr.new_optimizers()
-    monkeypatch.setattr(trainer_module, "r1_penalty", lambda d, x, s=None: torch.tensor(3.0))
+    monkeypatch.setattr(losses, "r1_penalty", lambda d, x, s=None: torch.tensor(3.0))
     from mergan.batches import BatchStream
 
     state = copy.deepcopy(tr.rng.get_state())
@@ -121,7 +120,6 @@ def test_r1_weight_is_gamma_over_two_times_k(tmp_path, monkeypatch):
     with_penalty = float(tr.critic_step(0, stream, penalty=True))
     # the same batch, noise and weights without the penalty
     tr2 = make(tmp_path, classes="0", loss="ns-r1", critic_iters=1, penalty_every=4, gp_weight=0.5)
-    tr2.prepare_models()
     tr2.new_optimizers()
     tr2.rng.set_state(state)
     without = float(tr2.critic_step(0, BatchStream(tr2.data.train["0"], 8, 0), penalty=False))
@@ -139,4 +137,39 @@ def test_ema_generator_is_delivered_and_saved_in_the_state(tmp_path):
         assert torch.equal(a, b)
     assert any(not torch.equal(a, b) for a, b in zip(tr.G_ema.parameters(), tr.G_raw.parameters()))
     state = load_state(tmp_path / "state.pt")
-    assert all(torch.equal(state["G_ema"][k], v) for k, v in tr.G_ema.state_dict().items())
+    assert all(torch.equal(state.G_ema[k], v) for k, v in tr.G_ema.state_dict().items())
+
+
+def test_one_step_schedule_for_training_and_live_teaching(tmp_path):
+    """``task_steps`` is the one schedule: teaching a paper-preset run live makes 5 critic updates per generator
+    update, with the penalty on the same steps as training."""
+    import train
+    from accelerate.state import AcceleratorState
+    from mergan import live
+
+    out = tmp_path / "paper"
+    assert train.main(["--strategy", "ra", "--preset", "paper", "--classes", "0,1", "--iters", "2", "--dim", "4",
+                       "--batch-size", "8", "--penalty-every", "2", "--cpu", "--out", str(out)]) == 0
+    AcceleratorState._reset_state(True)
+    live.export(out)
+    calls = []
+    critic, generator = Trainer.critic_step, Trainer.generator_step
+
+    def watch_critic(self, t, stream, penalty=True):
+        calls.append(("D", penalty))
+        return critic(self, t, stream, penalty)
+
+    def watch_generator(self, t):
+        calls.append(("G", None))
+        return generator(self, t)
+
+    Trainer.critic_step, Trainer.generator_step = watch_critic, watch_generator
+    try:
+        steps = [s.updates for s in live.teach(out, "2", updates=3, every=1)]
+    finally:
+        Trainer.critic_step, Trainer.generator_step = critic, generator
+    assert steps == [0, 1, 2, 3]
+    kinds = "".join(k for k, _ in calls)
+    assert kinds == "DDDDD" + "GDDDDD" * 3          # iteration 0 critic only, then 5 critic updates per update
+    # the penalty on every 2nd critic step of the task, counted as in training: (it * 5 + j) % 2 == 0
+    assert [p for k, p in calls if k == "D"] == [(i % 2 == 0) for i in range(20)]
