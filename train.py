@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    p.add_argument("--no-cuda-graphs", action="store_true",
+                   help="on a CUDA device, run the eager step instead of the step captured as CUDA graphs")
     p.add_argument("--tensorboard", action="store_true", help="log losses to OUT/logs for TensorBoard")
     p.add_argument("--test", action="store_true", help="evaluate the run in --out instead of training")
     p.add_argument("--eval-samples", type=int, default=6400, help="generated images per class for --test")
@@ -118,7 +120,8 @@ def main(argv=None) -> int:
         acc.wait_for_everyone()
         if args.tensorboard:
             acc.init_trackers("mergan", config={k: str(v) for k, v in asdict(cfg).items()})
-        trainer = Trainer(cfg, data, out, acc)
+        trainer = Trainer(cfg, data, out, acc, cuda_graphs=False if args.no_cuda_graphs else None)
+        log.info("%s", trainer.step_line)
         trainer.train(state)
     except (TrainingError, CheckpointError, DataError) as e:
         if fresh and acc.is_main_process:

@@ -44,7 +44,7 @@ def sync(device):
 
 
 def make_trainer(strategy: str, task: int, cpu: bool, mixed_precision: str, preset: str = "paper",
-                 overrides: dict | None = None):
+                 overrides: dict | None = None, cuda_graphs: bool | None = None):
     """A trainer at the start of task ``task`` of MNIST, its previous generator a copy of its own, and the
     iterator of that task's steps (``Trainer.task_steps``, nothing saved)."""
     import copy
@@ -59,7 +59,7 @@ def make_trainer(strategy: str, task: int, cpu: bool, mixed_precision: str, pres
     cfg = resolve(data, strategy=strategy, preset=preset, overrides={**(overrides or {}), "iters": 10_000_000})
     acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
     holder = {}
-    tr = Trainer(cfg, data, "unused", acc,
+    tr = Trainer(cfg, data, "unused", acc, cuda_graphs=cuda_graphs,
                  previous=lambda t: copy.deepcopy(holder["tr"].strategy.deliverable(holder["tr"].context(t))[0])
                  .requires_grad_(False))
     holder["tr"] = tr
@@ -82,23 +82,30 @@ class _Global:
         return False
 
 
-def bench_strategy(strategy, args, device):
+def bench_strategy(strategy, args, device, cuda_graphs: bool | None = False):
+    """(median, min, max seconds per iteration, FLOPs per iteration or None): ``cuda_graphs`` True times the
+    captured step (its FLOPs are the eager step's: a replay dispatches no operation to count)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from .graphs import WARMUP
+
     overrides = {**getattr(args, "overrides", {}), "dim": args.dim, "batch_size": args.batch_size}
-    tr, steps = make_trainer(strategy, args.task, args.cpu, args.mixed_precision, args.preset, overrides)
+    tr, steps = make_trainer(strategy, args.task, args.cpu, args.mixed_precision, args.preset, overrides,
+                             cuda_graphs)
     next(steps)   # iteration 0: the critic alone
-    for _ in range(args.warmup):
+    for _ in range(max(args.warmup, WARMUP + 1) if tr.capture else args.warmup):   # captured by then
         next(steps)
-    # FLOPs per iteration averaged over one cycle of the lazy penalty (``penalty_every`` iterations: it falls on
-    # every k-th critic step, so one iteration alone counts it fully or not at all).
-    counter = FlopCounterMode(display=False)
-    counter.mod_tracker = _Global()
-    cycle = tr.cfg.penalty_every
-    with counter:
-        for _ in range(cycle):
-            next(steps)
-    flops = counter.get_total_flops() / cycle
+    flops = None
+    if not tr.capture:
+        # FLOPs per iteration averaged over one cycle of the lazy penalty (``penalty_every`` iterations: it falls
+        # on every k-th critic step, so one iteration alone counts it fully or not at all).
+        counter = FlopCounterMode(display=False)
+        counter.mod_tracker = _Global()
+        cycle = tr.cfg.penalty_every
+        with counter:
+            for _ in range(cycle):
+                next(steps)
+        flops = counter.get_total_flops() / cycle
     times = []
     for _ in range(args.repeats):
         sync(device)
@@ -178,6 +185,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="also time each strategy's step captured as CUDA graphs (a CUDA device), and the speed-up")
     p.add_argument("--time-to-quality", default=None, metavar="BUDGETS",
                    help="also train RA (quick preset, 5 tasks) at these comma-separated updates per task, e.g. "
                         "500,1000,1500, and report the wall time to 90%% and 96%% accuracy (minutes each)")
@@ -214,11 +223,18 @@ def main(argv=None):
           f"task {args.task} ({args.task} old classes), median of {args.repeats} x {args.iters} iterations")
     print(f"{'strategy':<9}{'ms/iter':>10}{'min':>9}{'max':>9}{'img/s':>9}{'GFLOP/iter':>12}{'GFLOP/s':>10}"
           f"{'of matmul':>11}")
+    images = batch * (1 + cfg.critic_iters)  # generated images per iteration: generator and critic batches
     for s in args.strategies.split(","):
         med, lo, hi, flops = bench_strategy(s, args, device)
-        images = batch * (1 + cfg.critic_iters)  # generated images per iteration: generator and critic batches
         print(f"{s:<9}{med * 1e3:>10.1f}{lo * 1e3:>9.1f}{hi * 1e3:>9.1f}{images / med:>9.0f}{flops / 1e9:>12.2f}"
               f"{flops / med / 1e9:>10.1f}{flops / med / peak:>10.1%}")
+        if args.cuda_graphs:
+            if device.type != "cuda":
+                p.error("--cuda-graphs needs a CUDA device")
+            gmed, glo, ghi, _ = bench_strategy(s, args, device, cuda_graphs=True)
+            print(f"{s + ' (graph)':<9}{gmed * 1e3:>10.1f}{glo * 1e3:>9.1f}{ghi * 1e3:>9.1f}{images / gmed:>9.0f}"
+                  f"{flops / 1e9:>12.2f}{flops / gmed / 1e9:>10.1f}{flops / gmed / peak:>10.1%}   "
+                  f"{med / gmed:.1f}x the eager step")
     if args.preset != "paper":
         print(paper_cost_line(device, args))
     if args.time_to_quality:

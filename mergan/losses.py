@@ -64,7 +64,7 @@ class Game:
         raise NotImplementedError
 
     def draw(self, n: int, rng: torch.Generator) -> torch.Tensor | None:
-        """Random numbers the penalty needs, drawn (on the CPU, from the run's generator) at every critic step."""
+        """Random numbers the penalty needs, drawn from the run's generator (on its device) at every critic step."""
         return None
 
     def penalty(self, critic, real, fake, d_real, drawn, weight: float, loss_scale=None) -> torch.Tensor:
@@ -85,7 +85,7 @@ class WassersteinGP(Game):
         return wasserstein_generator_loss(d_fake)
 
     def draw(self, n, rng):
-        return torch.rand(n, generator=rng)   # the interpolation's alpha, one per sample
+        return torch.rand(n, generator=rng, device=rng.device)   # the interpolation's alpha, one per sample
 
     def penalty(self, critic, real, fake, d_real, drawn, weight, loss_scale=None):
         return weight * gradient_penalty(critic, real, fake.float(), drawn.to(real.device), loss_scale)

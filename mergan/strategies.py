@@ -292,7 +292,7 @@ class Joint(Strategy):
         return to_float(real.to(ctx.device)), real_y
 
     def fake_labels(self, ctx, n):
-        return torch.randint(0, ctx.n_seen, (n,), generator=ctx.rng).to(ctx.device)
+        return torch.randint(0, ctx.n_seen, (n,), generator=ctx.rng, device=ctx.rng.device).to(ctx.device)
 
 
 class EWC(Strategy):

@@ -11,6 +11,7 @@ one GPU, several GPUs (DDP) and in mixed precision.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from . import graphs
 from .batches import BatchStream
 from .checkpoints import load_generator, save_generator, save_state
 from .config import RunConfig
@@ -70,7 +72,10 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, data: TaskData, run_dir: str | Path, accelerator,
                  strategy: Strategy | None = None, *, previous: Callable[[int], torch.nn.Module] | None = None,
-                 weights: Weights | None = None):
+                 weights: Weights | None = None, cuda_graphs: bool | None = None, device_rng: bool | None = None):
+        """``cuda_graphs``: capture the step as CUDA graphs (None: wherever it can hold, ``graphs.plan``; False:
+        the eager step). ``device_rng``: draw the step's random numbers on the device (default: when captured;
+        the eager step draws them on the CPU, as every run before, so its files stay the same)."""
         self.cfg, self.data, self.run, self.acc = cfg, data, RunFolder(run_dir), accelerator
         self.strategy = strategy if strategy is not None else build_strategy(cfg)
         self.record = RunRecord(cfg, self.strategy.info(), run_id(cfg))
@@ -87,7 +92,16 @@ class Trainer:
             self.G_ema.load_state_dict(self.G_raw.state_dict())
         if weights is not None:
             self.load_weights(weights)
-        self.rng = torch.Generator().manual_seed(cfg.seed * 7919 + 104729 * accelerator.process_index)
+        self.capture, self.step_line = graphs.plan(self.device, accelerator.num_processes,
+                                                   str(accelerator.mixed_precision), cuda_graphs)
+        self.device_rng = self.capture if device_rng is None else device_rng
+        seed = cfg.seed * 7919 + 104729 * accelerator.process_index
+        if self.device_rng and self.device.type == "cuda":   # the generator a CUDA graph may draw from
+            self.rng = torch.cuda.default_generators[self.device.index or 0]
+            self.rng.manual_seed(seed)
+        else:
+            self.rng = torch.Generator().manual_seed(seed)
+        self.graphs: graphs.StepGraphs | None = None
         self._previous = previous or (lambda t: load_generator(self.run.task_path(t), self.device)[0])
         self.G, self.D = self.acc.prepare(self.G_raw, self.D_raw)
         if self.G_ema is not None:
@@ -104,6 +118,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ helpers
     def noise(self, n: int) -> torch.Tensor:
+        if self.rng.device.type != "cpu":
+            return torch.randn(n, self.cfg.model["z_dim"], generator=self.rng, device=self.rng.device)
         return torch.randn(n, self.cfg.model["z_dim"], generator=self.rng).to(self.device)
 
     def labels(self, n: int, label: int) -> torch.Tensor:
@@ -147,15 +163,17 @@ class Trainer:
     def new_optimizers(self):
         """Fresh Adam optimisers (no moments): the original resets both at every task start."""
         betas = (self.cfg.beta1, self.cfg.beta2)
-        opt_G = torch.optim.Adam(self.G_raw.parameters(), lr=self.cfg.lr, betas=betas)
-        opt_D = torch.optim.Adam(self.D_raw.parameters(), lr=self.cfg.lr, betas=betas)
+        extra = {"capturable": True} if self.capture else {}   # the step count on the device, for CUDA graphs
+        opt_G = torch.optim.Adam(self.G_raw.parameters(), lr=self.cfg.lr, betas=betas, **extra)
+        opt_D = torch.optim.Adam(self.D_raw.parameters(), lr=self.cfg.lr, betas=betas, **extra)
         self.opt_G, self.opt_D = self.acc.prepare(opt_G, opt_D)
 
     # ------------------------------------------------------------------------------------------ steps
-    def critic_step(self, t: int, stream: BatchStream, penalty: bool = True) -> torch.Tensor:
-        """One critic update; ``penalty``: this step carries the (lazy) gradient penalty."""
+    def critic_step(self, t: int, batch, penalty: bool = True) -> torch.Tensor:
+        """One critic update on a real ``batch`` of the task; ``penalty``: this step carries the (lazy) gradient
+        penalty."""
         ctx = self._ctx(t)
-        real, real_y = self.strategy.real_batch(ctx, next(stream))
+        real, real_y = self.strategy.real_batch(ctx, batch)
         z, fake_y = self.noise(self.batch_size), self.strategy.fake_labels(ctx, self.batch_size)
         cfg, g = self.cfg, self.game
         drawn = g.draw(self.batch_size, self.rng)
@@ -220,12 +238,28 @@ class Trainer:
         stream = BatchStream(dataset, cfg.batch_size, seed, start=start_iter * cfg.critic_iters,
                              num_workers=0 if getattr(dataset, "in_memory", False) else LOADER_WORKERS)
         d_loss = g_loss = None
+        self.graphs = None
+        # CUDA graphs: the first iterations run eagerly, off the main stream, then the steps are captured
+        warmup = torch.cuda.Stream() if self.capture else None
+        if warmup is not None:
+            warmup.wait_stream(torch.cuda.current_stream())
+        penalties = (True, False) if cfg.penalty_every > 1 else (True,)
+        batch = None
         try:
             for it in range(start_iter, iters + 1):
-                if it > 0:
-                    g_loss = self.generator_step(t)
-                for j in range(cfg.critic_iters):
-                    d_loss = self.critic_step(t, stream, penalty=(it * cfg.critic_iters + j) % cfg.penalty_every == 0)
+                if warmup is not None and self.graphs is None and it > 0 and it >= start_iter + graphs.WARMUP:
+                    torch.cuda.current_stream().wait_stream(warmup)
+                    self.graphs = graphs.StepGraphs(self, t, self._to_device(batch), penalties)
+                with contextlib.nullcontext() if warmup is None or self.graphs else torch.cuda.stream(warmup):
+                    if it > 0:
+                        g_loss = self.graphs.generator_step() if self.graphs else self.generator_step(t)
+                    for j in range(cfg.critic_iters):
+                        penalty = (it * cfg.critic_iters + j) % cfg.penalty_every == 0
+                        batch = next(stream)
+                        d_loss = (self.graphs.critic_step(self._to_device(batch), penalty) if self.graphs
+                                  else self.critic_step(t, batch, penalty))
+                if warmup is not None and self.graphs is None:   # what follows reads the warm-up's results
+                    torch.cuda.current_stream().wait_stream(warmup)
                 done_iters, logs = it + 1, None
                 if done_iters % cfg.log_every == 0 or done_iters == iters + 1:
                     self._check_finite(t, it, d_loss, g_loss)
@@ -238,6 +272,12 @@ class Trainer:
             self._check_finite(t, iters, d_loss, g_loss)
         finally:
             stream.close()
+            self.graphs = None
+
+    def _to_device(self, batch):
+        if isinstance(batch, (tuple, list)):
+            return type(batch)(b.to(self.device, non_blocking=True) for b in batch)
+        return batch.to(self.device, non_blocking=True)
 
     def finish_task(self, t: int) -> None:
         """The task's end for the strategy (EWC's Fisher, anchored here)."""

@@ -2,7 +2,7 @@
 
     python scripts/experiments.py ablation --jobs 2 --out experiments        # the README's ablation rows (CPU)
     python scripts/experiments.py results --jobs 12 --device cuda --out exp  # every strategy, 5 and 10 tasks, 2 seeds
-    python scripts/experiments.py gpu --jobs 6 --device cuda --out exp       # the paper preset, fp32/bf16/fp16
+    python scripts/experiments.py paper --jobs 8 --device cuda --out exp     # the paper's recipe, Table 1 (GPU)
 
 Each run is ``python train.py ARGS --out OUT/NAME`` followed by ``python train.py --test --out OUT/NAME``; the
 training's wall time is written to ``OUT/NAME/wall.json``. A run folder that already has its metrics is not run
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))   # the package, for reading the runs' metrics
 D5, D10 = "0,1,2,3,4", "0,1,2,3,4,5,6,7,8,9"
 
 # The quick preset as it was before the ablation (WGAN-GP, 5 critic steps, 500 updates), spelled out.
@@ -99,17 +100,17 @@ def results_rows(preset: str = "quick", seeds=(0, 1), ewc_lambdas=("1e3", "1e5",
     return rows
 
 
-def gpu_rows() -> list[tuple[str, list[str]]]:
-    """The paper's MNIST setting (5 tasks, 4,000 updates, width 32, WGAN-GP 5:1), fp32; RA in bf16 and fp16."""
-    rows = [(f"paper-{s}", ["--strategy", s, "--preset", "paper", "--classes", D5]) for s in ("ra", "jtr")]
-    rows += [(f"paper-ra-{mp}", ["--strategy", "ra", "--preset", "paper", "--classes", D5, "--mixed-precision", mp])
-             for mp in ("bf16", "fp16")]
-    return rows
+def paper_rows() -> list[tuple[str, list[str]]]:
+    """The paper's own recipe (``--preset paper``: WGAN-GP 5:1, width 32, 4,000 updates per task) on the official
+    MNIST: every strategy on 5 tasks (Table 1's first row), then RA and JTR on 10 tasks."""
+    rows = [(f"paper-{s}-t5", ["--strategy", s, "--preset", "paper", "--classes", D5])
+            for s in ("ra", "jtr", "joint", "sft", "dgr", "ewc")]
+    return rows + [(f"paper-{s}-t10", ["--strategy", s, "--preset", "paper", "--classes", D10]) for s in ("ra", "jtr")]
 
 
 PLANS = {"ablation": lambda: [(n, ["--strategy", s, "--classes", D5, *a]) for s in ("ra", "jtr")
                               for n, a in [(f"{s}-{n}", a) for n, a in ablation_rows()]],
-         "sweep": sweep_rows, "confirm": confirm_rows, "results": results_rows, "gpu": gpu_rows}
+         "sweep": sweep_rows, "confirm": confirm_rows, "results": results_rows, "paper": paper_rows}
 
 
 def job(name: str, out: Path, train_args: list[str], eval_args: list[str]) -> int:
@@ -178,58 +179,67 @@ def run_plan(rows, out: Path, jobs: int, threads: int, device: str, eval_samples
             p.wait()
 
 
+def _metrics(run: Path):
+    from mergan.runs import RunFolder
+
+    return RunFolder(run).read_metrics()
+
+
 def summary(out: Path, names) -> list[str]:
-    lines = [f"{'run':<28}{'train s':>8}{'cnn':>7}{'mlp':>7}{'both':>7}{'min cls':>8}{'FID':>8}  per class (both)"]
+    """A line per run: training time, accuracy after its last task by each evaluator and by the lower of the two,
+    the lowest class, reverse accuracy, mean and lowest recall, FID, and each class's accuracy (lower of the two)."""
+    lines = [f"{'run':<28}{'train s':>8}{'main':>7}{'second':>7}{'both':>7}{'min cls':>8}{'rev':>6}{'recall':>7}"
+             f"{'min rec':>8}{'FID':>7}  per class (both)"]
     for name in names:
-        run = out / name
         try:
-            m = json.loads((run / "metrics.json").read_text())
+            m = _metrics(out / name)
             wall = json.loads((out / "logs" / f"{name}.wall.json").read_text())
-        except (OSError, ValueError):
+        except Exception:   # a run that did not finish or was not evaluated: said, not fatal
             lines.append(f"{name:<28} (no metrics)")
             continue
-        last = m["tasks"][-1]
-        both = last.get("both", {"per_class": last["per_class"], "average": last["average"]})
-        second = last.get("second", {}).get("average")
-        lines.append(f"{name:<28}{wall['seconds']:>8.0f}{100 * last['average']:>7.1f}"
-                     f"{100 * second if second is not None else float('nan'):>7.1f}{100 * both['average']:>7.1f}"
-                     f"{100 * min(both['per_class'].values()):>8.1f}{m['fid']['overall'] or float('nan'):>8.1f}  "
-                     + " ".join(f"{100 * v:.0f}" for v in both["per_class"].values())
-                     + ("" if wall.get("complete") else f"  (stopped after task {last['task']})"))
+        last, v = m.final, m.variety
+        low = v.lowest("recall")
+        lines.append(f"{name:<28}{wall['seconds']:>8.0f}{100 * last.main.average:>7.1f}"
+                     f"{100 * last.second.average if last.second else float('nan'):>7.1f}"
+                     f"{100 * last.strict.average:>7.1f}{100 * last.strict.lowest()[1]:>8.1f}"
+                     f"{100 * v.reverse_accuracy:>6.1f}{v.mean('recall') or float('nan'):>7.2f}"
+                     f"{low[1] if low else float('nan'):>8.2f}{m.fid['overall'] or float('nan'):>7.1f}  "
+                     + " ".join(f"{100 * x:.0f}" for x in last.strict.per_class.values())
+                     + ("" if wall.get("complete") else f"  (stopped after task {last.task})"))
     return lines
 
 
 def results_table(out: Path, tasks: int) -> list[str]:
-    """Markdown: a row per strategy (EWC per lambda), the evaluators' accuracy after the last task as mean and
-    range over the seeds found, the lowest class under both, FID and training time."""
+    """Markdown: a row per strategy (EWC per lambda), after the last task, as "seed 0 / seed 1 / ...": each
+    evaluator's accuracy, the lowest class by the lower of the two, reverse accuracy, mean recall and the lowest
+    class's recall, FID and training time."""
     import re
-    import statistics
 
     found = {}
     for metrics in sorted(out.glob(f"*-t{tasks}-s*/metrics.json")):
         name = metrics.parent.name
         key, seed = re.fullmatch(rf"(.+)-t{tasks}-s(\d+)", name).groups()
-        m = json.loads(metrics.read_text())
         wall = json.loads((out / "logs" / f"{name}.wall.json").read_text())
         if not wall.get("complete"):
             continue
-        last = m["tasks"][-1]
+        m = _metrics(metrics.parent)
+        last, v = m.final, m.variety
+        low = v.lowest("recall")
         found.setdefault(key, []).append({
-            "seed": int(seed), "cnn": 100 * last["average"], "mlp": 100 * last["second"]["average"],
-            "low": 100 * min(last["both"]["per_class"].values()), "fid": m["fid"]["overall"],
-            "seconds": wall["seconds"], "threads": wall.get("threads")})
+            "seed": int(seed), "main": 100 * last.main.average, "second": 100 * last.second.average,
+            "low": 100 * last.strict.lowest()[1], "rev": 100 * v.reverse_accuracy, "recall": v.mean("recall"),
+            "minrec": low[1] if low else float("nan"), "fid": m.fid["overall"], "seconds": wall["seconds"]})
 
-    def cell(rows, key, digits=1):
-        values = [r[key] for r in rows]
-        mean = statistics.fmean(values)
-        return f"{mean:.{digits}f}" + (f" ({min(values):.{digits}f}-{max(values):.{digits}f})" if len(values) > 1
-                                       else "")
+    def cell(rows, key, fmt="{:.1f}"):
+        return " / ".join(fmt.format(r[key]) for r in rows)
 
-    lines = [f"| {tasks} tasks | seeds | cnn32 | mlp32 | lowest class (both) | FID | train time (s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| {tasks} tasks | seeds | main | second | lowest class | reverse accuracy | recall | lowest recall "
+             f"| FID | train time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for key, rows in found.items():
-        lines.append(f"| {key} | {','.join(str(r['seed']) for r in rows)} | {cell(rows, 'cnn')} | {cell(rows, 'mlp')} | "
-                     f"{cell(rows, 'low')} | {cell(rows, 'fid')} | {cell(rows, 'seconds', 0)} |")
+        lines.append(f"| {key} | {' / '.join(str(r['seed']) for r in rows)} | {cell(rows, 'main')} | "
+                     f"{cell(rows, 'second')} | {cell(rows, 'low')} | {cell(rows, 'rev')} | "
+                     f"{cell(rows, 'recall', '{:.2f}')} | {cell(rows, 'minrec', '{:.2f}')} | {cell(rows, 'fid')} | "
+                     f"{cell(rows, 'seconds', '{:.0f}')} |")
     return lines
 
 

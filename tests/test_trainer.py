@@ -28,8 +28,8 @@ class Watch:
         self.tr, self.calls, self.opt_at_first_g = tr, [], {}
         critic, generator = tr.critic_step, tr.generator_step
 
-        def critic_step(t, stream, penalty=True):
-            out = critic(t, stream, penalty)
+        def critic_step(t, batch, penalty=True):
+            out = critic(t, batch, penalty)
             self.calls.append((t, "D", penalty))
             return out
 
@@ -117,12 +117,12 @@ def test_r1_weight_is_gamma_over_two_times_k(tmp_path, monkeypatch):
 
     state = copy.deepcopy(tr.rng.get_state())
     stream = BatchStream(tr.data.train["0"], 8, 0)
-    with_penalty = float(tr.critic_step(0, stream, penalty=True))
+    with_penalty = float(tr.critic_step(0, next(stream), penalty=True))
     # the same batch, noise and weights without the penalty
     tr2 = make(tmp_path, classes="0", loss="ns-r1", critic_iters=1, penalty_every=4, gp_weight=0.5)
     tr2.new_optimizers()
     tr2.rng.set_state(state)
-    without = float(tr2.critic_step(0, BatchStream(tr2.data.train["0"], 8, 0), penalty=False))
+    without = float(tr2.critic_step(0, next(BatchStream(tr2.data.train["0"], 8, 0)), penalty=False))
     assert with_penalty - without == pytest.approx(0.5 / 2 * 4 * 3.0, rel=1e-4)
 
 
@@ -155,9 +155,9 @@ def test_one_step_schedule_for_training_and_live_teaching(tmp_path):
     calls = []
     critic, generator = Trainer.critic_step, Trainer.generator_step
 
-    def watch_critic(self, t, stream, penalty=True):
+    def watch_critic(self, t, batch, penalty=True):
         calls.append(("D", penalty))
-        return critic(self, t, stream, penalty)
+        return critic(self, t, batch, penalty)
 
     def watch_generator(self, t):
         calls.append(("G", None))
