@@ -7,5 +7,5 @@
 from .checkpoints import CheckpointError, load_generator, read_metadata, save_generator
 from .sampling import generate, sample
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"   # 0.2: run folders of format 2 (0.1 wrote format 1)
 __all__ = ["load_generator", "sample", "generate", "save_generator", "read_metadata", "CheckpointError"]
