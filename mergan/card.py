@@ -43,21 +43,21 @@ class CardError(Exception):
 
 # ----------------------------------------------------------------------------------------------- the facts
 def evaluation(run: RunFolder, record: RunRecord) -> tuple[Metrics | None, str | None]:
-    """The run's evaluation if it covers every task file the run has now, else (None, why not: one line)."""
-    fix = f"evaluate it: mergan test --out {run.path}"
+    """The run's evaluation if it covers every task file the run has now, else (None, why not: "has not been
+    evaluated ...", naming no path, for "the run ..." or "this run ...")."""
     if not run.has_metrics():
-        return None, f"has not been evaluated (no metrics.json); {fix}"
+        return None, "has not been evaluated (no metrics.json)"
     try:
         m = run.read_metrics()
     except RecordError as e:
         return None, f"has an unusable metrics.json ({e})"
     if m.run_id != record.run_id:
-        return None, f"has a metrics.json of another run (id {m.run_id}, this run's is {record.run_id}); {fix}"
+        return None, f"has a metrics.json of another run (id {m.run_id}, this run's is {record.run_id})"
     have = [p.name for _, p in run.task_files()]
     scored = [t.checkpoint for t in m.tasks]
     if scored != have:
         return None, (f"was evaluated on {len(scored)} task file(s) but has {len(have)} now (evaluated: "
-                      f"{', '.join(scored)[:80]}); {fix}")
+                      f"{', '.join(scored)[:80]})")
     return m, None
 
 
@@ -100,7 +100,7 @@ def _num(x: float) -> str:
 # ----------------------------------------------------------------------------------------------- the card
 def build_card(run: RunFolder, repo_id: str | None = None):
     """The run's ``huggingface_hub.ModelCard``. ``repo_id``: where it is (to be) published, named in the loading
-    snippet (default: the run folder). Raises ``CardError`` if the run has no readable ``config.json``."""
+    snippet (none: a placeholder). Raises ``CardError`` if the run has no readable ``config.json``."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     try:
@@ -138,7 +138,7 @@ def build_card(run: RunFolder, repo_id: str | None = None):
         datasets=[HUB_DATASETS[cfg.dataset]] if official_data(cfg) else None,
         metrics=["accuracy"] if metrics is not None else None,
         model_name=name if results else None, eval_results=results or None)
-    body = [f"# {name}", "", _summary(cfg, info, tasks), "", "## Load it", "", _snippet(run, repo_id, cfg), "",
+    body = [f"# {name}", "", _summary(cfg, info, tasks), "", "## Load it", "", _snippet(repo_id), "",
             *_results(run, metrics, missing), *_samples(run, tasks), *_training(cfg, info), *_data(cfg),
             "## Citation", "", f"The method is from *{PAPER}* (Wu et al., NeurIPS 2018, "
             "[arXiv 1809.02058](https://arxiv.org/abs/1809.02058)):", "", "```bibtex", CITATION, "```", ""]
@@ -154,18 +154,19 @@ def _summary(cfg: RunConfig, info, tasks) -> str:
             f"order above). Trained with mergan, a PyTorch re-implementation of Memory Replay GANs.")
 
 
-def _snippet(run: RunFolder, repo_id: str | None, cfg: RunConfig) -> str:
-    where = repo_id or str(run.path)
-    return "\n".join(["```python", "from mergan import load_generator, sample",
-                      f'G, meta = load_generator("{where}")   # the generator after the last task; task=t for another',
+def _snippet(repo_id: str | None) -> str:
+    # Without a repository the card names no path: the same run gives the same card wherever its folder is.
+    load = (f'G, meta = load_generator("{repo_id}")   # the generator after the last task; task=t for another'
+            if repo_id else 'G, meta = load_generator("RUN")   # RUN: this folder, or its Hub id owner/name once pushed')
+    return "\n".join(["```python", "from mergan import load_generator, sample", load,
                       f"images = sample(G, labels=[0, 1], seed=0)  # uint8 (N, C, H, W); label i draws "
                       f"meta.classes[i]", "```"])
 
 
 def _results(run: RunFolder, m: Metrics | None, missing: str | None) -> list[str]:
     if m is None:
-        return ["## Results", "", f"None yet: this run {missing}. The card is written again with the numbers "
-                "(`mergan test` does it).", ""]
+        return ["## Results", "", f"None yet: this run {missing}. `mergan test --out RUN` (or `python train.py "
+                "--test --out RUN`) evaluates it and writes this card again, with the numbers.", ""]
     final = m.final
     low_class, low = final.strict.lowest()
     evaluators = f"{m.main.arch} ({percent(m.main.test_accuracy)}% on real {m.main.test_split} images)"

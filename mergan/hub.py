@@ -207,7 +207,7 @@ def push(run_dir, repo_id: str, *, path_in_repo: str | None = None, revision: st
     record = run.read_record()
     metrics, why = evaluation(run, record)
     if metrics is None:
-        raise HubError(f"not pushing {run.path}: it {why}")
+        raise HubError(f"not pushing {run.path}: it {why}; evaluate it first: mergan test --out {run.path}")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as e:

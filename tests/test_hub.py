@@ -141,7 +141,23 @@ def test_push_refuses_a_run_not_evaluated_since_its_last_task(evaluated_run, tmp
     run.metrics_path.unlink()
     assert cli.main(["push", str(run.path), "me/tiny-ra", "--dry-run"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "has not been evaluated (no metrics.json); evaluate it: mergan test --out" in err[0]
+    assert len(err) == 1 and "has not been evaluated (no metrics.json); evaluate it first: mergan test --out" in err[0]
     for bad, why in ((tmp_path, "not a run folder"), (evaluated_run.path, "not a Hub repository id")):
         with pytest.raises(HubError, match=why):
             push(bad, "me/tiny-ra" if bad == tmp_path else "me/bad--name", dry_run=True)
+
+
+def test_mergan_demo_fetches_a_hub_repository_before_the_demo_starts(evaluated_run, hub_cache, monkeypatch, capsys):
+    import demo_app
+
+    add_commit(hub_cache, "me/mergan-runs", run_files(evaluated_run.path, "ra/"))
+    started = []
+    monkeypatch.setattr(demo_app, "main", started.append)   # the page itself is tested in test_demo/test_browser
+    assert cli.main(["demo", "--port", "7999", "--runs", "me/mergan-runs"]) == 0
+    assert started[0][:2] == ["--port", "7999"] and started[0][2] == "--runs"
+    assert RunFolder(f"{started[0][3]}/ra").read_record().strategy.name == "ra"
+    assert cli.main(["demo", "--runs", str(evaluated_run.path)]) == 0   # a local folder passes as it is
+    assert started[1] == ["--runs", str(evaluated_run.path)]
+    assert cli.main(["demo", "--runs", "me/absent"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "me/absent" in err[0] and "HF_HUB_OFFLINE" in err[0]
