@@ -133,12 +133,12 @@ def build_card(run: RunFolder, repo_id: str | None = None):
                               f"FID in the {metrics.main.arch} evaluator's features (not Inception)"))
     data = ModelCardData(
         library_name=LIBRARY, license=LICENSE,
-        tags=["continual-learning", "gan", "class-conditional", "image-generation", "mergan", cfg.dataset,
-              info.short.lower().replace(" ", "-")],
+        tags=["continual-learning", "gan", *(["class-conditional"] if info.conditional else []), "image-generation",
+              "mergan", cfg.dataset, info.short.lower().replace(" ", "-")],
         datasets=[HUB_DATASETS[cfg.dataset]] if official_data(cfg) else None,
         metrics=["accuracy"] if metrics is not None else None,
         model_name=name if results else None, eval_results=results or None)
-    body = [f"# {name}", "", _summary(cfg, info, tasks), "", "## Load it", "", _snippet(repo_id), "",
+    body = [f"# {name}", "", _summary(cfg, info, tasks), "", "## Load it", "", _snippet(repo_id, len(cfg.classes)), "",
             *_results(run, metrics, missing), *_samples(run, tasks), *_training(cfg, info), *_data(cfg),
             "## Citation", "", f"The method is from *{PAPER}* (Wu et al., NeurIPS 2018, "
             "[arXiv 1809.02058](https://arxiv.org/abs/1809.02058)):", "", "```bibtex", CITATION, "```", ""]
@@ -146,21 +146,27 @@ def build_card(run: RunFolder, repo_id: str | None = None):
 
 
 def _summary(cfg: RunConfig, info, tasks) -> str:
-    learned = (f"all {len(cfg.classes)} classes at once, in one task" if info.one_task else
-               f"{len(cfg.classes)} classes one task at a time, in this order: {', '.join(cfg.classes)}")
-    return (f"Class-conditional GAN generators trained on {DATASET_NAMES[cfg.dataset]} with **{info.title}**: "
-            f"{info.about}. The run learned {learned}, without seeing an old class's data again; it holds "
-            f"{len(tasks)} generator(s), `task_XX.safetensors`, one per task (label *i* draws class *i* of the "
-            f"order above). Trained with mergan, a PyTorch re-implementation of Memory Replay GANs.")
+    kind = ("Class-conditional GAN generators" if info.conditional else
+            "GAN generators (unconditional, each with a classifier that labels what it draws)")
+    if info.one_task:
+        learned = (f"all {len(cfg.classes)} classes ({', '.join(cfg.classes)}) at once, in one task: the upper bound "
+                   f"of continual learning, not an instance of it")
+    else:
+        learned = (f"{len(cfg.classes)} classes one task at a time, in this order: {', '.join(cfg.classes)}, never "
+                   f"seeing an old class's data again")
+    files = ", ".join(f"`{p.name}`" for _, p in tasks) or "none yet"
+    return (f"{kind} trained on {DATASET_NAMES[cfg.dataset]} with **{info.title}**: {info.about}. The run learned "
+            f"{learned}. Its generators, one per task it finished: {files}; label *i* draws class *i* of the order "
+            f"above. Trained with mergan, a PyTorch re-implementation of Memory Replay GANs.")
 
 
-def _snippet(repo_id: str | None) -> str:
+def _snippet(repo_id: str | None, n_classes: int) -> str:
     # Without a repository the card names no path: the same run gives the same card wherever its folder is.
     load = (f'G, meta = load_generator("{repo_id}")   # the generator after the last task; task=t for another'
-            if repo_id else 'G, meta = load_generator("RUN")   # RUN: this folder, or its Hub id owner/name once pushed')
+            if repo_id else 'G, meta = load_generator("RUN")   # RUN: this folder, or owner/name once pushed')
     return "\n".join(["```python", "from mergan import load_generator, sample", load,
-                      f"images = sample(G, labels=[0, 1], seed=0)  # uint8 (N, C, H, W); label i draws "
-                      f"meta.classes[i]", "```"])
+                      f"images = sample(G, labels={list(range(min(n_classes, 3)))}, seed=0)  # uint8 (N, C, H, W); "
+                      f"label i draws meta.classes[i]", "```"])
 
 
 def _results(run: RunFolder, m: Metrics | None, missing: str | None) -> list[str]:
@@ -177,9 +183,10 @@ def _results(run: RunFolder, m: Metrics | None, missing: str | None) -> list[str
              f"After the last task ({final.tasks_seen} classes), {m.eval_samples} generated images per class are "
              f"recognised by real-data classifiers at {percent(final.main.average)}% on average by {m.main.arch}"
              f"{second} (the paper's Table 1 metric); the lowest class, {low_class}, at {percent(low)}%"
-             f"{' (the lower of the two evaluators)' if final.both is not None else ''}. Reverse accuracy (a classifier "
-             f"trained on the final generator's images, tested on real ones): {percent(m.variety.reverse_accuracy)}% "
-             f"(real images instead: {percent(m.variety.reverse_ceiling_accuracy)}%). FID in {m.main.arch}'s "
+             f"{' (the lower of the two evaluators)' if final.both is not None else ''}. Reverse accuracy (a "
+             f"classifier trained on the final generator's images, tested on real ones): "
+             f"{percent(m.variety.reverse_accuracy)}% (real images instead: "
+             f"{percent(m.variety.reverse_ceiling_accuracy)}%). FID in {m.main.arch}'s "
              f"features: {number(m.fid['overall'])}. Evaluators: {evaluators}. Every number here is from "
              f"`metrics.json`.", ""]
     for title, header, rows in run_rows(m):

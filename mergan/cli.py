@@ -80,7 +80,7 @@ def usage() -> str:
     from . import __version__
 
     width = max(map(len, COMMANDS))
-    return "\n".join([f"usage: mergan COMMAND [ARGS...]   (mergan {__version__}; mergan COMMAND --help for its options)",
+    return "\n".join([f"usage: mergan COMMAND [ARGS...]   (mergan {__version__}; mergan COMMAND --help: its options)",
                       "", "Memory Replay GANs: continual learning of class-conditional generators.", "",
                       "commands:", *(f"  {name.ljust(width)}  {about}" for name, (about, _) in COMMANDS.items())])
 

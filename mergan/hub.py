@@ -41,7 +41,8 @@ class HubSource:
     folder: str | None = None
 
     def __str__(self) -> str:
-        return self.repo_id + (f"@{self.revision}" if self.revision else "") + (f"/{self.folder}" if self.folder else "")
+        revision, folder = f"@{self.revision}" if self.revision else "", f"/{self.folder}" if self.folder else ""
+        return self.repo_id + revision + folder
 
 
 def hub_source(source, revision: str | None = None) -> HubSource | None:
@@ -95,8 +96,9 @@ def fetch(src: HubSource, files: list[str] | None = None, nested: bool = False) 
 
 def _error(src: HubSource, e: Exception) -> HubError:
     from huggingface_hub import constants
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, IncompleteSnapshotError, LocalEntryNotFoundError,
-                                        OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, IncompleteSnapshotError,
+                                        LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     if isinstance(e, RevisionNotFoundError):
         return HubError(f"the Hub repository {src.repo_id} has no revision {src.revision!r}; name a branch, tag or "
@@ -108,19 +110,17 @@ def _error(src: HubSource, e: Exception) -> HubError:
         return HubError(f"no local file or folder {src}, and no Hub repository {src.repo_id} (or it is private: log "
                         f"in with hf auth login); check the name")
     if isinstance(e, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
-        fix = (f"HF_HUB_OFFLINE is set: unset it (HF_HUB_OFFLINE=0), or fetch the run once with HF_HUB_OFFLINE=0 "
-               f"mergan pull {src}" if constants.HF_HUB_OFFLINE else
-               f"the Hub cannot be reached: fetch it once with the network (mergan pull {src})")
         from huggingface_hub.file_download import repo_folder_name
 
+        where = f"huggingface_hub's cache ({constants.HF_HUB_CACHE})"
         if isinstance(e, IncompleteSnapshotError):
-            what = f"the copy of {src} in huggingface_hub's cache lacks files"
+            what = f"the copy of {src} in {where} lacks files"
         elif (Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=src.repo_id, repo_type="model")).is_dir():
-            what = (f"revision {src.revision or 'main'!r} of the Hub repository {src.repo_id} is not in huggingface_hub's "
-                    f"cache")
+            what = f"revision {src.revision or 'main'!r} of the Hub repository {src.repo_id} is not in {where}"
         else:
-            what = f"no local path {src}, and that Hub repository is not in huggingface_hub's cache"
-        return HubError(f"{what} ({constants.HF_HUB_CACHE}) while {fix}")
+            what = f"no local path {src}, and the Hub repository {src.repo_id} is not in {where}"
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
+        return HubError(f"{what}, and {why}: fetch it once with the network (HF_HUB_OFFLINE=0 mergan pull {src})")
     if isinstance(e, HfHubHTTPError):
         status = e.response.status_code if getattr(e, "response", None) is not None else "?"
         return HubError(f"the Hub answered {status} for {src}: {str(e).splitlines()[0][:120]}")
@@ -250,7 +250,8 @@ def _push_error(repo_id: str, e: Exception) -> HubError:
         return HubError(f"the Hub refused the push to {repo_id} ({e.response.status_code}): log in with a token that "
                         f"can write there (hf auth login, or HF_TOKEN)")
     offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
-    return HubError(f"cannot push to {repo_id}{offline}: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+    first = str(e).splitlines()[0][:120] if str(e) else ""
+    return HubError(f"cannot push to {repo_id}{offline}: {type(e).__name__}: {first}")
 
 
 # ----------------------------------------------------------------------------------------------- commands

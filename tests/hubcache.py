@@ -20,7 +20,8 @@ def add_commit(cache: Path, repo_id: str, files: dict[str, bytes | Path], refs=(
     content or a file to read), pointed to by the branches or tags ``refs``. Returns the commit's hash."""
     storage = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
     contents = {rel: (src if isinstance(src, bytes) else Path(src).read_bytes()) for rel, src in sorted(files.items())}
-    commit = hashlib.sha1(b"".join(rel.encode() + git_hash(data).encode() for rel, data in contents.items())).hexdigest()
+    tree = b"".join(rel.encode() + git_hash(data).encode() for rel, data in contents.items())
+    commit = hashlib.sha1(tree).hexdigest()   # a commit's id, from its content
     entries = {}
     for rel, data in contents.items():
         lfs = rel.endswith(LFS)
