@@ -213,7 +213,8 @@ def push(run_dir, repo_id: str, *, path_in_repo: str | None = None, revision: st
     except HFValidationError as e:
         raise HubError(f"{repo_id!r} is not a Hub repository id ({str(e).splitlines()[0][:100]}); write owner/name")
     prefix = f"{path_in_repo.strip('/')}/" if path_in_repo else ""
-    card = str(build_card(run, repo_id + (f"/{prefix.rstrip('/')}" if prefix else ""))).encode()
+    where = HubSource(repo_id, revision, prefix.rstrip("/") or None)   # what load_generator takes to read it back
+    card = str(build_card(run, str(where))).encode()
     ops = [CommitOperationAdd(path_in_repo=prefix + run.card_path.name, path_or_fileobj=card)]
     ops += [CommitOperationAdd(path_in_repo=prefix + p.relative_to(run.path).as_posix(), path_or_fileobj=str(p))
             for p in published(run)]

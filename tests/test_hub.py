@@ -110,7 +110,7 @@ def test_pull_prints_the_cached_run(evaluated_run, hub_cache, capsys):
 def test_push_prepares_one_commit_of_the_evaluated_run(evaluated_run, capsys):
     run = RunFolder(evaluated_run.path)
     card_before = run.card_path.read_text()
-    plan = push(run.path, "me/tiny-ra", path_in_repo="runs/ra", dry_run=True)
+    plan = push(run.path, "me/tiny-ra", path_in_repo="runs/ra", revision="v2", dry_run=True)
     expected = ["README.md", "config.json", "metrics.json", "task_00.safetensors", "samples/task_00.png",
                 "task_01.safetensors", "samples/task_01.png", "forgetting_grid.png", "forgetting.gif", "accuracy.png"]
     assert [p for p, _ in plan.files] == [f"runs/ra/{f}" for f in expected]
@@ -118,7 +118,8 @@ def test_push_prepares_one_commit_of_the_evaluated_run(evaluated_run, capsys):
     assert all(any(fnmatch.fnmatch(f, p) for p in patterns()) for f in expected)   # a pull fetches all of it
     assert "data folder this run read" in plan.notes[0] and plan.url is None
     card = ModelCard(plan.operations[0].path_or_fileobj.decode())   # the card as it goes: written for the repository
-    assert 'load_generator("me/tiny-ra/runs/ra")' in card.text and card.data.eval_results
+    assert 'load_generator("me/tiny-ra@v2/runs/ra")' in card.text and card.data.eval_results
+    assert hub_source("me/tiny-ra@v2/runs/ra") == HubSource("me/tiny-ra", "v2", "runs/ra")
     assert run.card_path.read_text() == card_before                 # a dry run changes nothing here
     assert cli.main(["push", str(run.path), "me/tiny-ra", "--dry-run"]) == 0
     out = capsys.readouterr().out

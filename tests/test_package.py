@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 import venv
 import zipfile
 from pathlib import Path
@@ -20,7 +19,6 @@ from hubcache import add_commit, run_files
 from mergan import __version__, cli
 
 ROOT = Path(__file__).resolve().parent.parent
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def _requirements(path: Path) -> dict[str, str]:
@@ -34,13 +32,15 @@ def _declared(items) -> dict[str, str]:
 
 
 def test_requirements_files_are_the_packages_dependencies():
-    project = PYPROJECT["project"]
+    tomllib = pytest.importorskip("tomllib")   # Python 3.11+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
     extras = project["optional-dependencies"]
     assert _requirements(ROOT / "requirements.txt") == {**_declared(project["dependencies"]),
                                                         **_declared(extras["demo"])}
     assert _requirements(ROOT / "requirements-test.txt") == _declared(extras["test"])
     assert "-r requirements.txt" in (ROOT / "requirements-test.txt").read_text() and "mergan[demo]" in extras["test"]
-    assert project["dynamic"] == ["version"] and PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {
+    assert project["dynamic"] == ["version"] and pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
         "attr": "mergan.__version__"}
     assert project["scripts"] == {"mergan": "mergan.cli:main"}
 
