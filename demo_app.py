@@ -242,7 +242,8 @@ MAX_UPLOAD = "1mb"
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default=os.environ.get("MERGAN_RUNS", str(DEFAULT_RUNS)),
-                   help="folder of train.py runs (default assets/runs, or $MERGAN_RUNS)")
+                   help="folder of train.py runs, or a Hub repository of them, owner/name[@revision], read from "
+                        "huggingface_hub's cache (default assets/runs, or $MERGAN_RUNS)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                    help="address to listen on (0.0.0.0 to serve others; Spaces set GRADIO_SERVER_NAME)")

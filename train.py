@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import asdict
 
 from mergan.checkpoints import CheckpointError
 from mergan.config import DEFAULTS, PRESETS, SETTINGS, RunConfig, check_name, resolve
@@ -21,6 +20,7 @@ from mergan.data import DATASETS, DataError, load_task_data
 from mergan.records import RecordError
 from mergan.runs import RunFolder
 from mergan.strategies import STRATEGIES
+from mergan.trackers import add_options as add_tracker_options, requested as requested_trackers
 from mergan.trainer import Trainer, TrainingError
 
 log = logging.getLogger("mergan")
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
     p.add_argument("--no-cuda-graphs", action="store_true",
                    help="on a CUDA device, run the eager step instead of the step captured as CUDA graphs")
-    p.add_argument("--tensorboard", action="store_true", help="log losses to OUT/logs for TensorBoard")
+    add_tracker_options(p)   # --report-to, --tensorboard
     p.add_argument("--test", action="store_true", help="evaluate the run in --out instead of training")
     p.add_argument("--eval-samples", type=int, default=6400, help="generated images per class for --test")
     p.add_argument("--classifier", default=None,
@@ -76,12 +76,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.test:
+        from mergan.card import write_card_cli
         from mergan.evaluation import evaluate_run_cli
-        return evaluate_run_cli(args)
+        return evaluate_run_cli(args) or write_card_cli(args.out)   # the card, with the new numbers
     try:
         for kind, name, choices in (("dataset", args.dataset, DATASETS), ("strategy", args.strategy, STRATEGIES),
                                     ("preset", args.preset, PRESETS)):
             check_name(kind, name, choices)
+        trackers = requested_trackers(args.report_to, args.tensorboard)
     except ValueError as e:
         return fail(str(e))
     run = RunFolder(args.out or f"runs/{args.dataset}-{args.strategy}")
@@ -102,10 +104,13 @@ def main(argv=None) -> int:
     import torch
     from accelerate import Accelerator
 
+    from mergan.card import CardError, write_card
+    from mergan.trackers import start as start_trackers
+
     if args.mixed_precision == "fp16" and (args.cpu or not torch.cuda.is_available()):
         return fail("fp16 mixed precision needs a CUDA GPU; on the CPU use --mixed-precision bf16 or no")
     acc = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
-                      log_with="tensorboard" if args.tensorboard else None, project_dir=str(out / "logs"))
+                      log_with=trackers, project_dir=str(run.logs_path))
     if not acc.is_main_process:
         logging.getLogger().setLevel(logging.WARNING)
     log.info("data: %s", data.source.description)
@@ -118,12 +123,14 @@ def main(argv=None) -> int:
         if acc.is_main_process:
             run.remove_temp_files()    # left by a process killed while writing
         acc.wait_for_everyone()
-        if args.tensorboard:
-            acc.init_trackers("mergan", config={k: str(v) for k, v in asdict(cfg).items()})
         trainer = Trainer(cfg, data, out, acc, cuda_graphs=False if args.no_cuda_graphs else None)
         log.info("%s", trainer.step_line)
+        if trackers:
+            start_trackers(acc, cfg, trainer.record.run_id)
         trainer.train(state)
-    except (TrainingError, CheckpointError, DataError) as e:
+        if acc.is_main_process:
+            log.info("model card: %s", write_card(run))
+    except (TrainingError, CheckpointError, DataError, CardError) as e:
         if fresh and acc.is_main_process:
             run.discard_unstarted(keep_folder=existed)
         return fail(str(e))
@@ -134,7 +141,8 @@ def main(argv=None) -> int:
     finally:
         acc.end_training()
     if acc.is_main_process:
-        print(f"done: {len(cfg.classes)} task(s) in {out} (generators task_XX.safetensors, grids in samples/)")
+        print(f"done: {len(cfg.classes)} task(s) in {out} (generators task_XX.safetensors, grids in samples/, "
+              f"model card README.md)")
     return 0
 
 

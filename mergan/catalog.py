@@ -14,7 +14,7 @@ from PIL import Image
 
 from .checkpoints import CheckpointError, load_generator
 from .records import Metrics, RecordError, RunRecord, StrategyInfo
-from .runs import RunFolder
+from .runs import RunFolder, hub_blob
 from .tables import comparison_rows, per_class_rows, render
 
 log = logging.getLogger("mergan.demo")
@@ -153,9 +153,15 @@ def _load_run(folder: Path, messages: list[str]) -> Run | None:
 
 
 def discover(runs_dir: str | Path) -> Catalog:
-    """Load every run under ``runs_dir`` (the folder itself or its sub-folders) and group them into experiments."""
-    runs_dir = Path(runs_dir)
+    """Load every run under ``runs_dir`` (the folder itself or its sub-folders; or a Hub repository of them,
+    ``owner/name[@revision]``, through huggingface_hub's cache: ``mergan.hub``) and group them into experiments."""
+    from .hub import HubError, local_folder
+
     messages: list[str] = []
+    try:
+        runs_dir = local_folder(runs_dir, nested=True)
+    except HubError as e:
+        return Catalog([], [_short(str(e))], Path(str(runs_dir)))
     if not runs_dir.is_dir():
         return Catalog([], [f"no runs folder `{rel(runs_dir)}`. {TRAIN_HINT}"], runs_dir)
     folders = [runs_dir] if RunFolder(runs_dir).has_config() else []
@@ -240,7 +246,7 @@ def numbers(exp: Experiment | None):
     plots = []   # as images, not paths: gradio serves files only from the working and temporary folders
     for s in strategies:
         path = exp.runs[s].folder.picture_path("forgetting_grid")
-        if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_PICTURE_BYTES:
+        if path.is_file() and (not path.is_symlink() or hub_blob(path)) and path.stat().st_size <= MAX_PICTURE_BYTES:
             try:
                 with Image.open(path) as im:
                     if im.width * im.height <= MAX_PICTURE:

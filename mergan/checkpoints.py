@@ -199,9 +199,14 @@ def check_model(path: str | Path, model: dict, deliverable: str = "generator") -
                                   f"train.py")
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TaskMeta]:
+def load_generator(path: str | Path, device: str | torch.device = "cpu", *, task: int | None = None,
+                   revision: str | None = None) -> tuple[torch.nn.Module, TaskMeta]:
     """Rebuild a task's generator from its safetensors file: ``G, meta = load_generator(path)``.
 
+    ``path`` is a task file, or a run folder, or a Hub repository id ``owner/name`` of a pushed run (fetched with
+    huggingface_hub into its cache, once per commit; ``revision``: a branch, tag or commit, also written
+    ``owner/name@revision``): of a run, the generator after its last task is loaded, or after ``task``
+    (``mergan.hub.task_file``).
     ``meta.classes`` lists the class names in task order; conditioning label i draws class i (``TaskMeta``).
     The generator is returned in eval mode with gradients off (batch norm still uses batch statistics).
     Nothing is built before the metadata's sizes are checked and the network they describe (built without
@@ -210,6 +215,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     """
     from safetensors import safe_open
 
+    if task is not None or revision is not None or not Path(path).is_file():
+        from .hub import task_file
+
+        path = task_file(path, task, revision)
     meta = read_metadata(path)   # sizes checked (check_model)
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in build_deliverable(meta.deliverable, meta.model).state_dict().items()}

@@ -26,7 +26,10 @@ from .records import ClassData, DataSource, fingerprint
 
 log = logging.getLogger("mergan")
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# The repository's assets/, beside the package; an installed wheel carries its mnist/ and classifiers/ inside the
+# package instead (pyproject.toml).
+_HERE = Path(__file__).resolve().parent
+ASSETS = _HERE / "assets" if (_HERE / "assets").is_dir() else _HERE.parent / "assets"
 MNIST = ASSETS / "mnist"     # the official MNIST files (60,000 training, 10,000 test digits), gzip
 DIGITS = [str(i) for i in range(10)]
 LSUN_CATEGORIES = ["bedroom", "kitchen", "church_outdoor", "tower"]

@@ -9,6 +9,7 @@ start, resume or extend a run.
     RUN/forgetting_grid.png, forgetting.gif, accuracy.png    the evaluation's pictures (``pictures``)
     RUN/live.safetensors        what the run needs to keep learning live (``live.export``)
     RUN/logs/                   tracker logs (TensorBoard)
+    RUN/README.md               the model card (``card.write_card``), what the Hub shows of a pushed run
 
     python -m mergan.runs upgrade RUN [--data-dir DIR]   # a run folder of mergan 0.1 (format 1) to this format
 """
@@ -36,6 +37,13 @@ def run_id(cfg: RunConfig) -> str:
     first = cfg.classes[0]
     return fingerprint(json.dumps(fixed, sort_keys=True), first, cfg.data_source.classes[first].fingerprint
                        if first in cfg.data_source.classes else "")
+
+
+def hub_blob(path: Path) -> bool:
+    """``path`` is a file of a run fetched from the Hub: huggingface_hub's cache links ``REPO/snapshots/COMMIT/...``
+    to ``REPO/blobs/HASH``, and such a link is read like a plain file (any other link is not)."""
+    snapshots = next((p for p in path.parents if p.name == "snapshots"), None)
+    return snapshots is not None and path.resolve().parent == (snapshots.parent / "blobs").resolve()
 
 
 class RunFolder:
@@ -70,6 +78,10 @@ class RunFolder:
     def samples_path(self) -> Path:
         return self.path / "samples"
 
+    @property
+    def card_path(self) -> Path:
+        return self.path / "README.md"   # the name the Hub reads a model card from
+
     PICTURES = {"forgetting_grid": "forgetting_grid.png", "forgetting_gif": "forgetting.gif",
                 "accuracy_plot": "accuracy.png"}
 
@@ -99,7 +111,7 @@ class RunFolder:
         return self.config_path.is_file()
 
     def _json(self, path: Path, what: str):
-        if path.is_symlink() or not path.is_file():
+        if (path.is_symlink() and not hub_blob(path)) or not path.is_file():
             raise RecordError(f"{path} is not a plain file; {what}")
         if path.stat().st_size > MAX_RECORD:
             raise RecordError(f"{path} is larger than any {path.name} train.py writes; {what}")

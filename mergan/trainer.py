@@ -33,6 +33,7 @@ from .records import RunRecord, TaskMeta, TrainingState
 from .runs import RunFolder, run_id
 from .sampling import class_grid, save_png
 from .strategies import Context, Strategy, build_strategy
+from .trackers import log_grid, step
 
 log = logging.getLogger("mergan")
 
@@ -264,7 +265,7 @@ class Trainer:
                 if done_iters % cfg.log_every == 0 or done_iters == iters + 1:
                     self._check_finite(t, it, d_loss, g_loss)
                     logs = {"d_loss": float(d_loss), **({"g_loss": float(g_loss)} if g_loss is not None else {})}
-                    acc.log({f"task{t}/{k}": v for k, v in logs.items()}, step=done_iters)
+                    acc.log({f"task{t}/{k}": v for k, v in logs.items()}, step=step(t, done_iters, iters))
                 if save and done_iters % cfg.save_every == 0 and done_iters < iters + 1:
                     self._check_finite(t, it, d_loss, g_loss)
                     self._save_state(t, done_iters, done=False)
@@ -374,5 +375,7 @@ class Trainer:
             ctx = self._ctx(t)
             deliverable, model = self.strategy.deliverable(ctx)
             save_generator(self.run.task_path(t), deliverable, self.task_meta(t, iters, model))
-            save_png(class_grid(deliverable, ctx.n_seen, 10, self.cfg.sample_seed), self.run.sample_path(t))
+            grid = class_grid(deliverable, ctx.n_seen, 10, self.cfg.sample_seed)
+            save_png(grid, self.run.sample_path(t))
+            log_grid(self.acc, grid, step(t, iters + 1, iters))
         self.acc.wait_for_everyone()

@@ -43,6 +43,47 @@ def mnist_slice(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def slice_evaluators(mnist_slice, tmp_path_factory):
+    """Both evaluators trained for one epoch (the MLP two) on the slice, in a cache folder of their own: point
+    ``mergan.classifier.CACHE`` at ``.cache`` (or copy it to ``classifiers/`` where a command runs) and the
+    evaluation of a run on the slice finds them."""
+    from types import SimpleNamespace
+
+    from mergan.classifier import cache_name, evaluator_data, train_classifier
+
+    cache = tmp_path_factory.mktemp("classifiers")
+    data = evaluator_data("mnist", mnist_slice)
+    main = train_classifier("mnist", mnist_slice, epochs=1, out=cache / cache_name(data, "cnn32"), data=data)
+    second = train_classifier("mnist", mnist_slice, epochs=2, arch="mlp32", out=cache / cache_name(data, "mlp32"),
+                              data=data)
+    return SimpleNamespace(cache=cache, main=main, second=second)
+
+
+@pytest.fixture(scope="session")
+def evaluated_run(tmp_path_factory, mnist_slice, slice_evaluators):
+    """A tiny RA run on the slice (classes 3 then 0, the quick preset, 3 updates per task) trained by train.main
+    and evaluated by ``mergan test`` (64 samples per class). ``card_after_training``: its card before the
+    evaluation. Shared: a test that changes it works on a copy."""
+    from types import SimpleNamespace
+
+    from accelerate.state import AcceleratorState
+
+    import train
+    from mergan import classifier, cli
+
+    run = tmp_path_factory.mktemp("evaluated") / "ra"
+    AcceleratorState._reset_state(True)
+    assert train.main(["--strategy", "ra", "--preset", "quick", "--classes", "3,0", "--iters", "3", "--dim", "8",
+                       "--data-dir", str(mnist_slice), "--out", str(run), "--cpu"]) == 0
+    AcceleratorState._reset_state(True)
+    before = (run / "README.md").read_text()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(classifier, "CACHE", slice_evaluators.cache)
+        assert cli.main(["test", "--out", str(run), "--eval-samples", "64"]) == 0
+    return SimpleNamespace(path=run, card_after_training=before)
+
+
 # --- demo (tests/test_demo.py, tests/test_browser.py): tiny real runs written by train.py -------------------
 DEMO_CLASSES = ["0", "1", "2"]
 DEMO_STRATEGIES = ("sft", "ra", "jtr", "joint")

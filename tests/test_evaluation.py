@@ -20,14 +20,9 @@ from mergan.records import Metrics
 
 
 @pytest.fixture(scope="module")
-def evaluators(mnist_slice, tmp_path_factory):
-    """Both evaluators trained for one epoch on the slice, cached where the evaluation looks for them."""
-    cache = tmp_path_factory.mktemp("classifiers")
-    data = evaluator_data("mnist", mnist_slice)
-    main = train_classifier("mnist", mnist_slice, epochs=1, out=cache / cache_name(data, "cnn32"), data=data)
-    second = train_classifier("mnist", mnist_slice, epochs=2, arch="mlp32", out=cache / cache_name(data, "mlp32"),
-                              data=data)
-    return SimpleNamespace(cache=cache, main=main, second=second)
+def evaluators(slice_evaluators):
+    """Both evaluators trained on the slice (conftest), cached where the evaluation looks for them."""
+    return slice_evaluators
 
 
 @pytest.fixture

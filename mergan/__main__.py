@@ -1,0 +1,6 @@
+"""python -m mergan: the ``mergan`` command (``mergan.cli``)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
