@@ -90,7 +90,7 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
             return demo
         gr.Markdown(status_text, elem_id="status", visible=bool(status_text))
         any_lesson = any(lesson_plan(e) is not None for e in catalog.experiments)
-        invite = gr.Button(f"▶ Watch forgetting happen, live: teach both a new {noun(exp)}", elem_id="invite-live",
+        invite = gr.Button("▶ Watch forgetting happen, live", elem_id="invite-live",
                            variant="secondary", size="sm", visible=any_lesson)
 
         last = exp.n_tasks - 1

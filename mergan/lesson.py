@@ -75,25 +75,28 @@ def lesson_choices(exp: Experiment | None) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ waiting line
 class LessonsFull(Exception):
-    """The waiting line is full, or this visitor already has a lesson in it; the message says what to do."""
+    """The waiting line is full; the message says when to come back."""
 
 
 class Turns:
     """Lessons one at a time, in the order asked. At most ``max_waiting`` wait behind the running one; each is
-    told its place and how long, from the running lesson's progress and the last lesson's duration."""
+    told its place and how long, from the running lesson's progress and the last lesson's duration. A visitor has
+    one lesson in the line: asking again supersedes the earlier one, which ends at its next picture (Stop, then
+    Teach, is two lessons of one visitor, the first still finishing its last updates)."""
 
     def __init__(self, max_waiting: int = 3, expected_s: float = 60.0):
         self.max_waiting, self.expected_s = max_waiting, expected_s
         self._cond = threading.Condition()
         self._line: list[object] = []        # tickets in order; the first one's lesson may run
         self._clients: dict[object, str] = {}
+        self._superseded: set[object] = set()
         self._running: tuple[object, float, float] | None = None   # (ticket, start time, fraction done)
 
     def join(self, client: str | None = None) -> object:
         with self._cond:
-            if client is not None and client in self._clients.values():
-                raise LessonsFull("You already have a lesson running or waiting: Stop it to start another.")
-            if len(self._line) > self.max_waiting:
+            mine = [t for t, c in self._clients.items() if client is not None and c == client]
+            self._superseded.update(mine)
+            if len(self._line) - len(mine) > self.max_waiting:
                 raise LessonsFull(f"{len(self._line) - 1} visitors are waiting for a lesson already. Try again in "
                                   f"about {self._wait_s(len(self._line)):.0f} s.")
             ticket = object()
@@ -101,6 +104,11 @@ class Turns:
             if client is not None:
                 self._clients[ticket] = client
             return ticket
+
+    def superseded(self, ticket: object) -> bool:
+        """True once the same visitor has asked for another lesson: this one ends."""
+        with self._cond:
+            return ticket in self._superseded
 
     def wait(self, ticket: object, timeout: float) -> bool:
         """True once it is ``ticket``'s turn; False after ``timeout`` seconds of waiting."""
@@ -145,6 +153,7 @@ class Turns:
             if ticket in self._line:
                 self._line.remove(ticket)
             self._clients.pop(ticket, None)
+            self._superseded.discard(ticket)
             self._cond.notify_all()
 
 
@@ -307,6 +316,8 @@ def lesson_frames(exp: Experiment, digit: str, updates: int = LIVE_UPDATES, ever
     lessons, finished = [], False
     try:
         while turns is not None and not turns.wait(ticket, 1.0):
+            if turns.superseded(ticket):
+                return
             frame = Frame("waiting", digit, total=updates, learners=names)
             ahead, wait = turns.ahead(ticket), turns.wait_s(ticket)
             frame.status = _status(frame, f"Waiting for your turn: {ahead} lesson{'s' if ahead > 1 else ''} ahead of "
@@ -323,7 +334,7 @@ def lesson_frames(exp: Experiment, digit: str, updates: int = LIVE_UPDATES, ever
         with ThreadPoolExecutor(len(lessons), thread_name_prefix="lesson") as pool:
             while True:
                 steps = list(pool.map(lambda lesson: next(lesson, None), lessons))
-                if any(s is None for s in steps):
+                if any(s is None for s in steps) or (turns is not None and turns.superseded(ticket)):
                     break
                 frame = _frame(exp, plan, digit, steps, updates, time.perf_counter() - start, frame)
                 if turns is not None:

@@ -34,9 +34,10 @@ table.fit { width: 100%; table-layout: fixed; border-collapse: collapse; font-si
 table.fit th, table.fit td { overflow-wrap: anywhere; padding: 3px 4px; border-bottom: 1px solid #d4d4d8;
   text-align: right; vertical-align: top; }
 table.fit th[scope=row], table.fit thead th:first-child { text-align: left; }
-table.fit thead th:first-child { width: 34%; }
+table.fit.long-rows thead th:first-child { width: 34%; }
 table.fit caption { text-align: left; font-weight: 600; padding: 8px 0 4px 0; }
 @media (max-width: 640px) { table.fit { font-size: 0.72em; } }
+#numbers-chart img { max-width: 640px; margin: 0 auto; }
 .metric-help { font-size: 0.9em; padding-left: 1.1em; }
 .numbers details summary { cursor: pointer; font-weight: 600; padding: 6px 0; }
 .lesson-status progress { width: 100%; height: 14px; accent-color: #3730a3; }
@@ -47,7 +48,7 @@ table.fit caption { text-align: left; font-weight: 600; padding: 8px 0 4px 0; }
    menu; the copy is measured at no width, so all tabs stay in the bar, which wraps instead. */
 #tabs .tab-container.visually-hidden button { padding: 0 !important; font-size: 1px !important; }
 #tabs [role=tablist] { flex-wrap: wrap; height: auto; }
-#tabs [role=tablist] button { padding-left: 7px; padding-right: 7px; }
+#tabs [role=tablist] button { padding-left: 5px; padding-right: 5px; }
 .gradio-container, .gradio-container .prose, .gradio-container h1, .gradio-container h2, .gradio-container h3,
 .gradio-container strong { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial,
 sans-serif !important; }

@@ -275,13 +275,15 @@ class NumbersView:
     pictures: dict[str, Pictures] = field(default_factory=dict)
 
 
-def _table(header: list[str], rows: list[list[str]], caption: str) -> str:
+def _table(header: list[str], rows: list[list[str]], caption: str, long_rows: bool = False) -> str:
+    """An HTML table that fits a phone's width (``serving.CSS``: fixed layout, cells that wrap); ``long_rows``:
+    the row names are phrases and get a third of the width."""
     e = html.escape
     head = "".join(f'<th scope="col">{e(h)}</th>' for h in header)
     body = "".join("<tr>" + f'<th scope="row">{e(r[0])}</th>' + "".join(f"<td>{e(c)}</td>" for c in r[1:]) + "</tr>"
                    for r in rows)
-    return (f'<table class="fit"><caption>{caption}</caption><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>")
+    return (f'<table class="fit{" long-rows" if long_rows else ""}"><caption>{caption}</caption><thead><tr>{head}'
+            f"</tr></thead><tbody>{body}</tbody></table>")
 
 
 def metric_lines(exp: Experiment, runs: list) -> str:
@@ -366,13 +368,14 @@ def numbers(exp: Experiment | None, out_dir=None) -> NumbersView:
         runs = list(metrics.values())
         header, rows = comparison_rows(runs)
         pc_header, pc_rows = per_class_rows(runs, exp.classes)
+        pc_header = [h.split(": ")[0] for h in pc_header]   # "SFT: accuracy / recall": the caption says the rest
         parts += [metric_lines(exp, runs),
                   _table(pc_header, pc_rows, "Each class after the last task: accuracy (%, the lower of the two "
                                              "evaluators) / recall"),
                   "<details><summary>Every number: accuracy after each task by each evaluator, the lowest class, "
                   "variety and FID</summary>"
                   + _table(header, rows, "Average accuracy (%) of generated images over the classes seen so far, and "
-                                         "the variety of the last generators") + "</details>"]
+                                         "the variety of the last generators", long_rows=True) + "</details>"]
     parts += [f'<p class="note">{n if n.startswith("No metrics") else html.escape(n)}</p>' for n in notes]
     chart, alt = accuracy_chart(exp)
     return NumbersView('<div class="numbers">' + "\n".join(parts) + "</div>", chart, alt, pictures)

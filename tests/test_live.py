@@ -123,8 +123,8 @@ def test_lesson_messages_name_what_to_do(exp, tiny_runs, tmp_path):
 
 def test_lessons_take_turns_and_say_how_long_the_wait_is(exp):
     """One lesson at a time: a second visitor is told their place and the wait, and starts by themselves when the
-    first ends; a full line, and a second lesson of the same visitor, are refused in one line; leaving frees the
-    turn."""
+    first ends; a full line is refused in one line; leaving frees the turn; a visitor who asks again (Stop, then
+    Teach) ends their earlier lesson and takes its place."""
     turns = Turns(max_waiting=1, expected_s=30.0)
     first = lesson_frames(exp, "5", updates=4, every=2, turns=turns, client="a")
     assert next(first).state == "learning"                             # "Preparing": the turn is the first's
@@ -132,8 +132,6 @@ def test_lessons_take_turns_and_say_how_long_the_wait_is(exp):
     waiting = next(second)
     wait = re.search(r"1 lesson ahead of you, about (\d+) s", waiting.status)
     assert waiting.state == "waiting" and 25 <= int(wait.group(1)) <= 30     # the first's expected 30 s, less waited
-    with pytest.raises(LessonsFull, match="already have a lesson"):
-        turns.join("a")
     third = next(lesson_frames(exp, "7", updates=4, every=2, turns=turns, client="c"))
     assert third.state == "error" and "1 visitors are waiting for a lesson already" in third.status
     rest = list(first)
@@ -143,6 +141,14 @@ def test_lessons_take_turns_and_say_how_long_the_wait_is(exp):
     stopped = lesson_frames(exp, "8", updates=50, every=1, turns=turns, client="d")
     frames = [next(stopped) for _ in range(3)]
     stopped.close()                                                    # Stop: the learners end, the turn is free
-    assert turns.join("e") is not None
     said = stopped_frame(frames[-1]).status
     assert 'data-state="stopped"' in said and "Stopped at update 1 of 50 on 8" in said
+    earlier = lesson_frames(exp, "8", updates=50, every=1, turns=turns, client="e")
+    assert next(earlier).state == "learning" and next(earlier).updates == 0
+    again = lesson_frames(exp, "9", updates=2, every=1, turns=turns, client="e")   # the same visitor asks again
+    assert next(again).state == "waiting"
+    assert list(earlier) == []                                         # the earlier lesson ends at its next picture
+    assert [f.state for f in again][-1] == "done"
+    with pytest.raises(LessonsFull):
+        for client in "fghij":
+            turns.join(client)
