@@ -34,7 +34,7 @@ from mergan.views import (MAX_SAMPLES, MAX_SEED, Comparison, about_text, class_c
                           variant_choices, verdict_help, verdicts)
 
 __all__ = ["build_demo", "serve", "main", "DEFAULT_RUNS", "CSS", "discover", "side_by_side", "verdicts", "timeline",
-           "numbers", "budget_note", "task_choices", "class_choices", "variant_choices", "examples", "lesson_frames",
+           "numbers", "compare", "respond", "budget_note", "task_choices", "class_choices", "variant_choices", "examples", "lesson_frames",
            "lesson_choices"]
 
 log = logging.getLogger("mergan.demo")

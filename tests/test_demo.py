@@ -391,3 +391,22 @@ def test_the_servers_folder_is_removed_on_every_kind_of_stop(tmp_path, stop):
     if stop == "SIGKILL":
         assert work.exists() and remove_stale(tmp_path) == [work]
     assert not work.exists()
+
+
+def test_the_demo_trains_only_through_live_teach(tiny_runs):
+    """The demo learns strategy identities from the runs' records: loading runs, drawing, the numbers and the
+    lesson's plan import neither the trainer nor the strategies (``mergan.live.teach`` does, when called)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, demo_app\n"
+            "from mergan.lesson import lesson_plan\n"
+            f"exp = demo_app.discover({str(tiny_runs)!r}).experiments[0]\n"
+            "demo_app.compare(exp, 2, '0', 'ra', 4, 0); demo_app.numbers(exp); demo_app.timeline(exp, '1')\n"
+            "plan = lesson_plan(exp)\n"
+            "print(plan.start.name, [name for name, _ in plan.learners], "
+            "sorted(m for m in sys.modules if m in ('mergan.trainer', 'mergan.strategies')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, text=True,
+                         capture_output=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.stdout.strip().splitlines()[-1] == "mnist-ra ['sft', 'ra'] []", out.stderr[-2000:]
