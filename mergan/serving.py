@@ -29,7 +29,9 @@ CSS = """
   height: auto; }
 /* The toolbar above a picture, not over its top row of digits. */
 #sft-image .icon-button-wrapper, #mergan-image .icon-button-wrapper, #live-sft .icon-button-wrapper,
-#live-ra .icon-button-wrapper { position: static; justify-content: flex-end; margin: 0 0 4px 0; }
+#live-ra .icon-button-wrapper, #timeline-image .icon-button-wrapper, #numbers-chart .icon-button-wrapper,
+#numbers-grid .icon-button-wrapper, #numbers-gif .icon-button-wrapper { position: static;
+  justify-content: flex-end; margin: 0 0 4px 0; }
 table.fit { width: 100%; table-layout: fixed; border-collapse: collapse; font-size: 0.9em; }
 table.fit th, table.fit td { overflow-wrap: anywhere; padding: 3px 4px; border-bottom: 1px solid #d4d4d8;
   text-align: right; vertical-align: top; }
