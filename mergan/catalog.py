@@ -15,7 +15,6 @@ from PIL import Image
 from .checkpoints import CheckpointError, load_generator
 from .records import Metrics, RecordError, RunRecord, StrategyInfo
 from .runs import RunFolder, hub_blob
-from .tables import comparison_rows, per_class_rows, render
 
 log = logging.getLogger("mergan.demo")
 
@@ -34,6 +33,7 @@ class Run:
     path: Path
     record: RunRecord
     generators: dict[int, torch.nn.Module] = field(default_factory=dict)
+    _evaluation: tuple | None = field(default=None, repr=False)   # (Metrics or None, problem or None), read once
 
     @property
     def info(self) -> StrategyInfo:
@@ -66,6 +66,7 @@ class Experiment:
     classes: list[str]
     runs: dict[str, Run] = field(default_factory=dict)
     evaluator: object | None = None    # the shipped (or cached) classifier of the runs' data, for verdicts
+    views: dict = field(default_factory=dict, repr=False, compare=False)   # what a view decided once (the lesson)
 
     @property
     def name(self) -> str:
@@ -112,11 +113,17 @@ def rel(path: Path) -> str:
         return str(path)
 
 
-# A runs folder may come from anywhere (a Space serving a repository, --runs DIR): what one run may ask of the demo.
-MAX_CLASSES = 20        # classes (= tasks) per run shown; the paper's largest has 10
-MAX_MESSAGE = 300       # characters of one message (a crafted value is not echoed in full)
-MAX_PICTURE = 4_000_000  # pixels of a run's picture shown
+# A runs folder may come from anywhere (a Space serving a repository, --runs DIR): what one folder may ask of the
+# demo. Every file it reads is checked to be a plain file within these sizes before it is opened.
+MAX_RUNS = 100                  # run folders looked at; the paper's experiments need six
+MAX_CLASSES = 20                # classes (= tasks) per run shown; the paper's largest has 10
+MAX_MESSAGE = 300               # characters of one message (a crafted value is not echoed in full)
+MAX_PICTURE = 4_000_000         # pixels of a run's picture shown (per frame of the GIF)
 MAX_PICTURE_BYTES = 20_000_000
+MAX_GIF_FRAMES = 100            # the evaluation's GIF has a frame per task
+MAX_GENERATOR_BYTES = 64 << 20  # a task file; the paper's widest (LSUN, width 64) is far below
+MAX_LOADED_BYTES = 1 << 30      # all generators together
+MAX_LIVE_BYTES = 256 << 20      # a run's live.safetensors (raw generator and critic, float16)
 
 
 def _short(text: str, n: int = MAX_MESSAGE) -> str:
@@ -124,7 +131,22 @@ def _short(text: str, n: int = MAX_MESSAGE) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _load_run(folder: Path, messages: list[str]) -> Run | None:
+def plain_file(path: Path, limit: int) -> str | None:
+    """Why the demo will not read ``path`` (not a plain file, a link, larger than ``limit`` bytes), or None."""
+    try:   # a run fetched from the Hub reads through the cache's links to its blobs (``runs.hub_blob``)
+        if (path.is_symlink() and not hub_blob(path)) or not path.is_file():
+            return "not a plain file"
+        size = path.stat().st_size
+    except OSError as e:
+        return f"unreadable ({type(e).__name__})"
+    return f"{_size(size)}, more than the {_size(limit)} the demo reads" if size > limit else None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def _load_run(folder: Path, messages: list[str], budget: list[int]) -> Run | None:
     run_folder = RunFolder(folder)
     try:
         record = run_folder.read_record()
@@ -134,17 +156,30 @@ def _load_run(folder: Path, messages: list[str]) -> Run | None:
         messages.append(_short(f"skipped `{rel(folder)}`: {e}"))
         return None
     run = Run(folder.name, folder, record)
+    n_tasks = len(record.config.classes)
     files = run_folder.task_files()
+    extra = [p for t, p in files if t >= n_tasks]
+    files = [(t, p) for t, p in files if t < n_tasks]
+    if extra:   # one line however many there are
+        messages.append(_short(f"`{rel(folder)}`: ignored {len(extra)} task file(s) beyond its {n_tasks} classes "
+                               f"({extra[0].name}{' … ' + extra[-1].name if len(extra) > 1 else ''})"))
     if not files:
         messages.append(f"skipped `{rel(folder)}`: no task_XX.safetensors yet (still training?)")
         return None
-    for t, path in files[:MAX_CLASSES]:
+    for t, path in files:
+        why = plain_file(path, MAX_GENERATOR_BYTES)
+        if why is None and path.stat().st_size > budget[0]:
+            why = f"the demo has loaded {MAX_LOADED_BYTES >> 20} MB of generators already"
+        if why:
+            messages.append(_short(f"skipped `{rel(path)}`: {why}"))
+            continue
         try:
             run_folder.read_task(t, record)
             G, _ = load_generator(path)
         except CheckpointError as e:
             messages.append(_short(f"skipped `{rel(path)}`: {e}"))
             continue
+        budget[0] -= path.stat().st_size
         run.generators[t] = G
     if not run.generators:
         messages.append(f"skipped `{rel(folder)}`: none of its checkpoints could be loaded")
@@ -165,14 +200,21 @@ def discover(runs_dir: str | Path) -> Catalog:
     if not runs_dir.is_dir():
         return Catalog([], [f"no runs folder `{rel(runs_dir)}`. {TRAIN_HINT}"], runs_dir)
     folders = [runs_dir] if RunFolder(runs_dir).has_config() else []
-    folders += sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        folders += sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as e:
+        messages.append(_short(f"cannot list `{rel(runs_dir)}` ({type(e).__name__})"))
+    if len(folders) > MAX_RUNS:
+        messages.append(f"`{rel(runs_dir)}` holds {len(folders)} folders; showing the first {MAX_RUNS} (by name)")
+        folders = folders[:MAX_RUNS]
     experiments: dict[tuple, Experiment] = {}
+    budget = [MAX_LOADED_BYTES]
     for folder in folders:
         if not RunFolder(folder).has_config():
             if RunFolder(folder).task_files():
                 messages.append(f"skipped `{rel(folder)}`: task files but no config.json (not a train.py run)")
             continue
-        run = _load_run(folder, messages)
+        run = _load_run(folder, messages, budget)
         if run is None:
             continue
         exp = experiments.setdefault((run.dataset, tuple(run.classes)), Experiment(run.dataset, run.classes))
@@ -225,51 +267,92 @@ def verdict(exp: Experiment, strategy: str, task: int, class_name: str, seed: in
 
 # ------------------------------------------------------------------------------------------------- numbers
 def metrics_of(run: Run) -> Metrics | None:
-    """The run's evaluation, or None if it has none (or an unusable one)."""
+    """The run's evaluation (read once), or None if it has none or an unusable one (``metrics_problem``)."""
+    return _evaluation(run)[0]
+
+
+def metrics_problem(run: Run) -> str | None:
+    """Why the run's ``metrics.json`` exists but is not shown, in one line, or None."""
+    return _evaluation(run)[1]
+
+
+def _evaluation(run: Run) -> tuple[Metrics | None, str | None]:
+    if run._evaluation is None:
+        path = run.folder.metrics_path
+        if not path.exists() and not path.is_symlink():
+            run._evaluation = None, None
+        else:
+            try:
+                run._evaluation = run.folder.read_metrics(), None   # checked: a plain file of bounded size
+            except (OSError, RecordError) as e:
+                run._evaluation = None, _short(f"`{rel(path)}` is not shown: {e}")
+                log.warning("%s", run._evaluation[1])
+    return run._evaluation
+
+
+@dataclass
+class Pictures:
+    """A run's pictures of forgetting (``train.py --test`` writes them): the grid of every class after every task
+    (PIL, or None) and the GIF of the same (a copy in the demo's own folder, or None), each checked first."""
+    grid: Image.Image | None = None
+    gif: Path | None = None
+
+
+def read_bounded(path: Path, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of a plain file, or None if it is not one or is larger (checked before and while
+    reading, so a file that grows or is swapped for a link meanwhile is not read past the limit)."""
+    if plain_file(path, limit):
+        return None
     try:
-        return run.folder.read_metrics() if run.folder.has_metrics() else None
-    except (OSError, RecordError) as e:
-        log.warning("%s", _short(str(e)))
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return None
+    return data if len(data) <= limit else None
+
+
+def _picture(data: bytes | None, fmt: str, max_frames: int = 1) -> Image.Image | None:
+    """The decoded picture if ``data`` is one of format ``fmt`` within the size bounds (every frame), else None."""
+    import io
+    import warnings
+
+    if data is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            if im.format != fmt or im.width * im.height > MAX_PICTURE or getattr(im, "n_frames", 1) > max_frames:
+                return None
+            im.load()
+            return im
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return None
 
 
-def numbers(exp: Experiment | None):
-    """The experiment's evaluated runs side by side (``tables.comparison_rows``) and per class.
+def pictures_of(run: Run, out_dir: Path | None = None) -> Pictures:
+    """The run's forgetting grid (``forgetting_grid.png``) and, when ``out_dir`` is given, a checked copy of its
+    ``forgetting.gif`` there (the page serves files only from folders it owns). Unusable files are skipped with
+    a line in the log."""
+    found = Pictures()
+    grid_path, gif_path = run.folder.picture_path("forgetting_grid"), run.folder.picture_path("forgetting_gif")
+    if grid_path.exists():
+        im = _picture(read_bounded(grid_path, MAX_PICTURE_BYTES), "PNG")
+        found.grid = im.convert("RGB") if im is not None else None
+        if found.grid is None:
+            log.warning("%s", _short(f"`{rel(grid_path)}` is not shown: not a PNG within {MAX_PICTURE:,} pixels"))
+    if out_dir is not None and gif_path.exists():
+        data = read_bounded(gif_path, MAX_PICTURE_BYTES)
+        if _picture(data, "GIF", MAX_GIF_FRAMES) is None:
+            log.warning("%s", _short(f"`{rel(gif_path)}` is not shown: not a GIF of at most {MAX_GIF_FRAMES} frames "
+                                     f"of {MAX_PICTURE:,} pixels"))
+        else:
+            from .checkpoints import atomic_write
 
-    Returns ``(markdown, plots)``: the tables (or a note on how to make them) and ``[(image, caption)]`` of the
-    runs' forgetting grids.
-    """
-    if exp is None:
-        return f"No runs loaded. {TRAIN_HINT}", []
-    strategies = exp.strategies()
-    metrics = {s: m for s in strategies if (m := metrics_of(exp.runs[s])) is not None}
-    plots = []   # as images, not paths: gradio serves files only from the working and temporary folders
-    for s in strategies:
-        path = exp.runs[s].folder.picture_path("forgetting_grid")
-        if path.is_file() and (not path.is_symlink() or hub_blob(path)) and path.stat().st_size <= MAX_PICTURE_BYTES:
-            try:
-                with Image.open(path) as im:
-                    if im.width * im.height <= MAX_PICTURE:
-                        plots.append((im.convert("RGB"), f"{exp.runs[s].info.short}: every class after every task"))
-            except (OSError, Image.DecompressionBombError) as e:
-                log.warning("cannot read %s: %s", path, e)
-    missing = [s for s in strategies if s not in metrics]
-    note = ""
-    if missing:
-        cmds = "; ".join(f"`python train.py --test --out {rel(exp.runs[s].path)}`" for s in missing)
-        note = f"No metrics.json yet for {', '.join(exp.runs[s].info.short for s in missing)}. Produce it with {cmds}."
-    if not metrics:
-        return note, plots
-    runs = list(metrics.values())
-    header, rows = comparison_rows(runs)
-    pc_header, pc_rows = per_class_rows(runs, exp.classes)
-    lines = ["**Average classification accuracy (%)** of generated samples over the classes seen so far (the "
-             "paper's Table 1 metric), and the variety of the last generators", "", render(header, rows, "markdown"),
-             "", "**Each class after the last task**: accuracy (%, the stricter of the two evaluators) / recall",
-             "", render(pc_header, pc_rows, "markdown")]
-    if note:
-        lines += ["", note]
-    return "\n".join(lines), plots
+            out = Path(out_dir) / f"{run.strategy}-{run.record.run_id}-forgetting.gif"
+            atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
+            found.gif = out
+    return found
 
 
 def lowest_class(exp: Experiment, strategy: str) -> str | None:

@@ -4,6 +4,7 @@ class after each chunk of them (the demo's "teach it a new digit" tab).
     python -m mergan.live export runs/mnist-ra                 # once: what the run needs to keep learning
     for step in teach("runs/mnist-ra", "5", updates=200, every=25):
         show(step.grid)                                         # uint8 (C, H, W): a row per class
+    teach("runs/mnist-ra", "5", strategy="sft")                 # the same start, learned by fine-tuning
 
 A run's task files hold only the delivered generator. Learning one more class also needs the weights that
 training continues from, the raw generator and the critic after the last task; ``export`` writes them from the
@@ -27,15 +28,19 @@ import torch
 from .checkpoints import CheckpointError, load_generator, load_state, read_live, write_live
 from .records import RecordError
 from .runs import RunFolder
+from .sampling import CHUNK
 
 MAX_UPDATES = 5000
+MAX_SAMPLES = 4 * CHUNK   # images per class in a step's samples
 
 
 @dataclass
 class LiveStep:
-    updates: int          # generator updates done on the new class so far
-    grid: torch.Tensor    # uint8 (C, H, W): a row per class, old ones first, the new one last
-    seconds: float        # wall time since the start
+    updates: int            # generator updates done on the new class so far
+    grid: torch.Tensor      # uint8 (C, H, W): a row per class, old ones first, the new one last
+    seconds: float          # wall time since the start
+    samples: torch.Tensor   # uint8 (K, S, C, H, W): S images of each of the K classes (row k of ``grid`` shows
+                            # the first ``per_class`` of samples[k]), for scoring each row with an evaluator
 
 
 def export(run_dir: str | Path) -> Path:
@@ -57,16 +62,24 @@ def export(run_dir: str | Path) -> Path:
 
 
 def teach(run_dir: str | Path, new_class: str, updates: int = 200, every: int = 25, seed: int = 0,
-          per_class: int = 8, data_dir: str | Path | None = None, strategy: str | None = None) -> Iterator[LiveStep]:
+          per_class: int = 8, data_dir: str | Path | None = None, strategy: str | None = None,
+          samples_per_class: int = CHUNK, delivered: bool = False) -> Iterator[LiveStep]:
     """Train the run's last generator on ``new_class`` with the run's strategy (or ``strategy``, another one from
-    the same start), yielding a grid of every class (``per_class`` images each, fixed noise) before the first
-    update and after every ``every`` updates. Raises ``ValueError`` or ``CheckpointError`` saying what to do."""
+    the same start), yielding a ``LiveStep`` before the first update and after every ``every`` updates: a grid of
+    every class (``per_class`` images each) and ``samples_per_class`` images of each class, all from the same
+    fixed noise at every step (``sampling.sample``: image k of a class is the same for any count). The pictures
+    are of the weights being trained; ``delivered`` draws what the run would deliver instead (its weight average,
+    where the run keeps one: it trails the trained weights by about 1 / (1 - ema) updates, 200 in the quick
+    preset, so a short lesson hardly moves it). Raises
+    ``ValueError`` (a bad request or a setting out of range) or ``CheckpointError`` (an unusable file), saying
+    what to do."""
     import time
 
     from accelerate import Accelerator
 
+    from .config import check
     from .data import load_task_data
-    from .sampling import class_grid
+    from .sampling import grid, sample
     from .strategies import build_strategy, strategy_class
     from .trainer import Trainer, Weights
 
@@ -80,7 +93,20 @@ def teach(run_dir: str | Path, new_class: str, updates: int = 200, every: int = 
         raise ValueError(f"class {new_class} is already learned by {run.path}; pick another")
     if not 1 <= updates <= MAX_UPDATES or not 1 <= every <= updates:
         raise ValueError(f"updates must be 1 to {MAX_UPDATES} and every 1 to updates")
+    if not 1 <= per_class <= samples_per_class <= MAX_SAMPLES:
+        raise ValueError(f"per_class must be 1 to samples_per_class, and samples_per_class at most {MAX_SAMPLES}")
     last = len(saved.classes) - 1
+    # What gets built comes from config.json: checked like a new run's settings, and the network must be the one
+    # the run's last task file describes (whose sizes the loader bounds), so a crafted folder builds nothing else.
+    try:
+        check(saved)
+    except ValueError as e:
+        raise CheckpointError(f"{run.config_path} holds a setting out of range ({e}); restore the run's own "
+                              f"config.json") from None
+    task_meta = run.read_task(last, record)
+    if task_meta.model != saved.model:
+        raise CheckpointError(f"{run.config_path} describes another network than {run.task_path(last)}; restore "
+                              f"the run's own files")
     G_state, D_state, meta = read_live(run.live_path)
     if meta.get("task") != last or meta.get("run_id") != record.run_id:
         raise CheckpointError(f"{run.live_path} is not this run's last task; write it again with python -m "
@@ -101,11 +127,14 @@ def teach(run_dir: str | Path, new_class: str, updates: int = 200, every: int = 
                       weights=Weights(G_state, D_state, G_ema))
     steps = trainer.task_steps(last + 1, updates, save=False)
     start = time.perf_counter()
+    labels = torch.arange(len(classes)).repeat_interleave(samples_per_class)
     try:
         for step in steps:
             if step.iteration % every == 0:
-                grid = class_grid(trainer.G_out, len(classes), per_class, cfg.sample_seed)
-                yield LiveStep(step.iteration, grid, time.perf_counter() - start)
+                images = sample(trainer.G_out if delivered else trainer.G_raw, labels, cfg.sample_seed)
+                images = images.view(len(classes), samples_per_class, *images.shape[1:])
+                yield LiveStep(step.iteration, grid(images[:, :per_class].flatten(0, 1), nrow=per_class),
+                               time.perf_counter() - start, images)
     finally:
         steps.close()
 

@@ -117,3 +117,23 @@ def fresh_accelerator_state():
 
     AcceleratorState._reset_state(True)
     yield
+
+
+@pytest.fixture(scope="session")
+def two_experiments(tiny_runs, tmp_path_factory) -> Path:
+    """One runs folder with two experiments: the tiny runs on digits 0-2, and SFT and RA runs on digits 5 and 6
+    (trained the same tiny way)."""
+    import shutil
+
+    import train
+    from accelerate.state import AcceleratorState
+
+    root = tmp_path_factory.mktemp("two-experiments")
+    for s in DEMO_STRATEGIES:
+        shutil.copytree(tiny_runs / f"mnist-{s}", root / f"mnist-{s}")
+    for s in ("sft", "ra"):
+        AcceleratorState._reset_state(True)
+        assert train.main(["--strategy", s, "--preset", "quick", "--classes", "5,6", "--iters", "3", "--dim", "8",
+                           "--batch-size", "16", "--cpu", "--out", str(root / f"mnist56-{s}")]) == 0
+    AcceleratorState._reset_state(True)
+    return root

@@ -6,8 +6,12 @@ install``: it downloads a browser). Without them the test is skipped, except und
 import io
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +21,13 @@ from mergan.views import MAX_SEED
 
 CHROMIUM = "/usr/bin/chromium"
 FIRST_WAIT_MS = 30_000      # app load and first generation; Playwright's default 5 s is too short on 2 cores
+LESSON_WAIT_MS = 300_000    # a lesson of LESSON_UPDATES on the shipped runs, on a busy CPU
+LESSON_UPDATES, LESSON_EVERY = 120, 60   # enough for SFT's old rows to fall (the page's lesson has 200)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic",
                  # No DNS but for the app: otherwise Chromium still looks up Google hosts.
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost"]
+SIZES = [(390, 844), (1366, 900)]
 
 
 def _missing(what: str):
@@ -45,17 +52,40 @@ def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
-@pytest.fixture(scope="session")
-def app_url(tiny_runs):
-    import demo_app
-
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = demo_app.build_demo(tiny_runs, live_updates=16)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, share=False,
-                quiet=True)
-    yield f"http://127.0.0.1:{port}/"
+        return s.getsockname()[1]
+
+
+def _serve(runs, **build):
+    import demo_app
+
+    demo = demo_app.build_demo(runs, work_dir=tempfile.mkdtemp(prefix="mergan-demo-test-"), **build)
+    port = _free_port()
+    demo_app.serve(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="session")
+def served(tiny_runs):
+    demo, url = _serve(tiny_runs, live_updates=16)
+    yield demo, url
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(served):
+    return served[1]
+
+
+@pytest.fixture(scope="session")
+def shipped_url():
+    """The page over the shipped runs, as a visitor meets it (a shorter lesson, for time)."""
+    import demo_app
+
+    demo, url = _serve(demo_app.DEFAULT_RUNS, live_updates=LESSON_UPDATES, live_every=LESSON_EVERY)
+    yield url
     demo.close()
 
 
@@ -71,9 +101,45 @@ def image_pixels(page, elem_id: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(body)))
 
 
+# Every visible text's contrast with what is behind it (WCAG 2: 4.5:1, large text 3:1), on every tab.
+CONTRAST_JS = """async () => {
+  const rgba = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const lum = c => c.slice(0, 3).map(v => (v /= 255) <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4))
+    .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const behind = el => { const layers = []; for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor); if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; } }
+    return layers.reverse().reduce((out, c) => out.map((v, i) => v * (1 - c[3]) + c[i] * c[3]), [255, 255, 255]); };
+  const low = [];
+  for (const tab of document.querySelectorAll('#tabs [role=tab]')) {
+    tab.click(); await new Promise(r => setTimeout(r, 500));
+    const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    while (walk.nextNode()) {
+      const el = walk.currentNode.parentElement, text = walk.currentNode.textContent.trim();
+      if (!text || !el || !el.getClientRects().length || el.closest('[aria-hidden=true], .visually-hidden, .sr-only')) continue;
+      const cs = getComputedStyle(el), fg = rgba(cs.color); if (!fg || cs.visibility === 'hidden') continue;
+      const bg = behind(el), ink = fg.slice(0, 3).map((v, i) => v * fg[3] + bg[i] * (1 - fg[3]));
+      const ratio = (Math.max(lum(ink), lum(bg)) + 0.05) / (Math.min(lum(ink), lum(bg)) + 0.05);
+      const size = parseFloat(cs.fontSize), large = size >= 24 || (parseInt(cs.fontWeight) >= 700 && size >= 18.66);
+      if (ratio < (large ? 3 : 4.5)) low.push(`${tab.textContent}: "${text.slice(0, 30)}" ${ratio.toFixed(2)}:1`);
+    }
+  }
+  document.querySelector('#tabs [role=tab]').click();
+  return [...new Set(low)];
+}"""
+NO_ALT_JS = ("() => [...document.querySelectorAll('img')].filter(i => !(i.alt || '').trim())"
+             ".map(i => i.closest('[id]') ? i.closest('[id]').id : i.src)")
+
+
 def pick(page, elem_id: str, option: str):
     page.locator(f"#{elem_id} input").click()
     page.get_by_role("option", name=option, exact=True).click()
+
+
+def new_image(page, elem_id: str, src: str):
+    page.wait_for_function(
+        "([id, src]) => { const i = document.querySelector('#' + id + ' img');"
+        " return i && i.src !== src && i.complete && i.naturalWidth > 0; }", arg=[elem_id, src])
 
 
 @pytest.mark.slow
@@ -90,22 +156,19 @@ def test_side_by_side_and_timeline_in_chromium(browser_ready, app_url, tiny_runs
     page.locator("#mergan-image img").wait_for()
     first_src = page.locator("#mergan-image img").get_attribute("src")
 
-    # After task 1, digit 2 is marked as not learned yet.
-    pick(page, "task", "after task 1 (learned 1)")
+    # After learning 1, digit 2 is marked as not learned yet.
+    pick(page, "task", "1")
     page.locator("#class input").click()
-    page.get_by_role("option", name="2 (not learned yet after task 1)").wait_for()
+    page.get_by_role("option", name="2 (not learned yet)").wait_for()
     page.get_by_role("option", name="0", exact=True).click()
-    page.locator("#advanced").get_by_text("Samples and seed").click()   # folded: samples, seed, Generate
-    # Typed while the class change's redraw may still be pending: what the visitor types is kept and used.
+    page.locator("#advanced").get_by_text("Samples and seed").click()   # folded: samples, seed, Draw
+    # Typed while the class change's redraw may still be pending: what the visitor types is kept and drawn,
+    # without pressing Enter or Draw.
     page.locator("#seed input").fill("5")
-    page.locator("#generate").click()
     page.locator("#info").get_by_text("Seed 5").wait_for()
-    page.locator("#info").get_by_text("after task 1 (learned 1)").wait_for()
+    page.locator("#info").get_by_text("after learning 1").wait_for()
     assert page.locator("#seed input").input_value() == "5"
-    page.wait_for_function(
-        "src => { const i = document.querySelector('#mergan-image img');"
-        " return i && i.src !== src && i.complete && i.naturalWidth > 0; }",
-        arg=first_src)
+    new_image(page, "mergan-image", first_src)
     sft, mergan = image_pixels(page, "sft-image"), image_pixels(page, "mergan-image")
     assert sft.shape == mergan.shape and sft.shape[0] >= 64       # upscaled: 2 rows of 32x32 digits at least x2
     assert not np.array_equal(sft, mergan), "SFT and MeRGAN-RA drew identical images from the same noise"
@@ -124,11 +187,8 @@ def test_side_by_side_and_timeline_in_chromium(browser_ready, app_url, tiny_runs
     page.locator("#tab-timeline-button").click()
     page.locator("#timeline-image img").wait_for()          # the example timeline, shown at load
     before = page.locator("#timeline-image img").get_attribute("src")
-    pick(page, "timeline-class", "1")
-    page.locator("#timeline-generate").click()
-    page.wait_for_function(
-        "src => { const i = document.querySelector('#timeline-image img');"
-        " return i && i.src !== src && i.complete && i.naturalWidth > 0; }", arg=before)
+    pick(page, "timeline-class", "1")                       # a control change draws again by itself
+    new_image(page, "timeline-image", before)
     page.locator("#timeline-info").get_by_text("learned in task 1").wait_for()
     timeline = image_pixels(page, "timeline-image")
     assert timeline.shape[0] > 4 * 60 and timeline.std() > 0                # four strategy rows, not blank
@@ -136,7 +196,7 @@ def test_side_by_side_and_timeline_in_chromium(browser_ready, app_url, tiny_runs
 
     # A class not learned yet is explained in the page, not a stack trace.
     page.locator("#tab-side-button").click()
-    pick(page, "class", "2 (not learned yet after task 1)")   # a control change draws again by itself
+    pick(page, "class", "2 (not learned yet)")
     page.locator("#info").get_by_text("learned in task 2").wait_for()
 
     for name in ("side_by_side", "timeline"):
@@ -163,10 +223,31 @@ def test_random_seed_and_side_by_side_through_the_api(app_url):
     assert "Seed must be between 0 and" in info
 
 
+def test_the_server_takes_no_uploads_and_counts_each_clients_jobs(served):
+    """The page has no upload control: the upload route is closed. A client's jobs (queued or running) are what
+    the per-client limit counts, read from the queue the server really runs."""
+    import httpx
+    from gradio_client import Client
+
+    from mergan.serving import PER_CLIENT, QUEUE_SIZE, ClientLimits
+
+    demo, url = served
+    r = httpx.post(url + "gradio_api/upload", files={"files": ("a.png", b"x" * 1000, "image/png")})
+    assert r.status_code == 403 and "no uploads" in r.json()["detail"]
+    assert demo._queue.max_size == QUEUE_SIZE
+    limits = ClientLimits(None, demo)
+    job = Client(url, verbose=False).submit("mnist: classes 0, 1, 2", "5", api_name="/teach")
+    deadline = time.monotonic() + 30
+    while limits.jobs("127.0.0.1") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert 1 <= limits.jobs("127.0.0.1") <= PER_CLIENT and limits.jobs("10.0.0.9") == 0
+    job.cancel()
+
+
 @pytest.mark.parametrize("size", [(1280, 900), (390, 844)], ids=["desktop", "phone"])
 def test_verdicts_on_the_first_screen_and_updated_by_every_control(browser_ready, app_url, request, size):
     """A first-time visitor, at desktop and phone size: both panels' verdicts and pictures on the first screen, no
-    label over the pictures, and a control change (the class) redraws and re-scores without pressing Generate."""
+    label over the pictures, and a control change (the class) redraws and re-scores without pressing Draw."""
     page = request.getfixturevalue("page")
     page.set_viewport_size({"width": size[0], "height": size[1]})
     page.set_default_timeout(FIRST_WAIT_MS)
@@ -178,33 +259,137 @@ def test_verdicts_on_the_first_screen_and_updated_by_every_control(browser_ready
         for label in page.locator(f"#{panel}-image label").all():             # nothing drawn over the digits
             lb = label.bounding_box() if label.is_visible() else None
             assert lb is None or lb["y"] + lb["height"] <= box["y"] or lb["y"] >= box["y"] + box["height"], lb
+        for button in page.locator(f"#{panel}-image .icon-button-wrapper button").all():   # download: above
+            bb = button.bounding_box() if button.is_visible() else None
+            assert bb is None or bb["y"] + bb["height"] <= box["y"] + 1, bb
     before = page.locator("#mergan-verdict").inner_text()
     assert before.startswith("MeRGAN-RA")
     src = page.locator("#mergan-image img").get_attribute("src")
     pick(page, "class", "1")
-    page.wait_for_function(
-        "src => { const i = document.querySelector('#mergan-image img');"
-        " return i && i.src !== src && i.complete && i.naturalWidth > 0; }", arg=src)
+    new_image(page, "mergan-image", src)
     page.wait_for_function("t => document.querySelector('#mergan-verdict').innerText !== t", arg=before)
     # an example is one click away and answers with its own verdicts
     after = page.locator("#mergan-verdict").inner_text()
-    page.locator("#examples").get_by_text("Forgetting: class 0 after task 2").click()
+    page.locator("#examples").get_by_text("Forgetting: 0 after learning 2").click()
     page.wait_for_function("t => document.querySelector('#mergan-verdict').innerText !== t", arg=after)
     assert "0" in page.locator("#mergan-verdict").inner_text()
+    page.wait_for_function("() => document.querySelector('#class input').value === '0'")   # it set the box it used
+    # AA contrast on every tab (the default orange and footer grey were 2.8:1 and 1.9:1); alt text on every picture
+    assert page.evaluate(CONTRAST_JS) == []
+    assert page.evaluate(NO_ALT_JS) == []
 
 
 @pytest.mark.slow
 def test_live_tab_streams_a_lesson_to_the_end(browser_ready, app_url, request):
-    """Teach it a new digit: SFT's and RA's grids arrive several times while they learn, then the lesson ends."""
+    """Teach it a new digit: both grids arrive several times while they learn, then the lesson ends."""
     page = request.getfixturevalue("page")
     page.set_default_timeout(FIRST_WAIT_MS)
     page.goto(app_url)
     page.locator("#tab-live-button").click()
     pick(page, "live-class", "5")
     page.locator("#live-go").click()
-    page.locator("#live-status").get_by_text("Learning").wait_for()
+    page.locator("#live-status [data-state=learning]").wait_for()
+    page.locator("#live-ra img").wait_for()
     first = page.locator("#live-ra img").get_attribute("src")
-    page.locator("#live-status").get_by_text("Done").wait_for(timeout=120_000)
+    page.locator("#live-status [data-state=done]").wait_for(timeout=120_000)
     assert page.locator("#live-ra img").get_attribute("src") != first     # streamed: a later grid replaced it
-    assert "16" in page.locator("#live-status").inner_text()
+    assert "Done: 16 of 16 updates on 5" in page.locator("#live-status").inner_text()
     assert image_pixels(page, "live-sft").shape[0] > 4 * 32
+
+
+def _scores(page) -> dict[str, tuple[float, float, float]]:
+    """The lesson's score table: class -> (start, SFT, MeRGAN) in %."""
+    rows = page.locator("#live-scores tbody tr").all()
+    return {r.get_attribute("data-class"): tuple(float(c.inner_text()) for c in r.locator("td").all()) for r in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", SIZES, ids=["phone", "desktop"])
+def test_a_visitor_reaches_everything_and_watches_forgetting(browser_ready, shipped_url, request, size):
+    """The page over the shipped runs, at phone and desktop size: every tab and the live lesson one tap away,
+    nothing wider than the screen, pictures that end on the last of fast repeated picks, alt text on every
+    picture, and a lesson in which SFT's old rows lose their digits while MeRGAN's keep them, by the evaluator's
+    row scores."""
+    import demo_app
+
+    page = request.getfixturevalue("page")
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    page.set_default_timeout(FIRST_WAIT_MS)
+    page.goto(shipped_url)
+    page.locator("#mergan-image img").wait_for()
+
+    # Every tab one tap away: all in the bar on the first screen, none behind a "more" menu.
+    assert not page.locator("#tabs .overflow-menu button").is_visible()
+    for tab in ("live", "timeline", "numbers", "about", "side"):
+        button = page.locator(f"#tab-{tab}-button")
+        box = button.bounding_box()
+        assert button.is_visible() and box["y"] + box["height"] <= size[1] and box["x"] + box["width"] <= size[0]
+        button.click()
+        page.locator(f"#tab-{tab}").wait_for(state="visible")
+        assert page.evaluate("document.documentElement.scrollWidth") <= size[0], f"{tab} is wider than the screen"
+    page.locator("#numbers-chart img").wait_for(state="attached")
+
+    # Fast repeated picks: the pictures, verdicts and info end on the last value.
+    exp = demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0]
+    src = page.locator("#mergan-image img").get_attribute("src")
+    for digit in ("1", "3"):
+        pick(page, "class", digit)
+    page.locator("#info").get_by_text("of class 3").wait_for()
+    new_image(page, "mergan-image", src)
+    time.sleep(1.0)                                  # a late answer to the first pick would land meanwhile
+    assert page.locator("#class input").input_value() == "3" and "of class 3" in page.locator("#info").inner_text()
+    want = demo_app.side_by_side(exp, exp.n_tasks - 1, "3", "ra", 16, 0)
+    assert np.array_equal(image_pixels(page, "mergan-image"), np.asarray(want[1]))
+    assert "recognised as 3" in page.locator("#mergan-verdict").inner_text()
+
+    # The live lesson: one tap from the first screen, its progress beside its button.
+    page.locator("#invite-live").click()
+    assert page.locator("#tab-live-button").get_attribute("aria-selected") == "true"
+    pick(page, "live-class", "5")
+    page.locator("#live-go").click()
+    page.locator("#live-status [data-state=learning]").wait_for()
+    go, status = page.locator("#live-go").bounding_box(), page.locator("#live-status").bounding_box()
+    assert 0 <= status["y"] - (go["y"] + go["height"]) < 120, (go, status)
+    page.locator("#live-status [data-state=done]").wait_for(timeout=LESSON_WAIT_MS)
+    progress = page.locator("#live-status progress")
+    assert progress.get_attribute("value") == progress.get_attribute("max") == str(LESSON_UPDATES)
+    scores = _scores(page)
+    old = [c for c in exp.classes]
+    assert set(scores) == {*old, "5"}
+    start, sft, mergan = (np.mean([scores[c][i] for c in old]) for i in range(3))
+    assert min(scores[c][0] for c in old) >= 70 and start >= 90, scores     # both start from what remembers
+    assert sft <= start - 20 and mergan >= sft + 15, scores                  # SFT's old rows fall, MeRGAN's hold
+    assert any(scores[c][1] < 50 <= scores[c][2] for c in old), scores      # a digit SFT lost and MeRGAN kept
+    assert scores["5"][1] > scores["5"][0] and scores["5"][2] > scores["5"][0]    # both learn the new digit
+
+    # No picture without alternative text, wherever the visitor has been.
+    assert page.evaluate(NO_ALT_JS) == []
+    assert "recognised per row" in page.locator("#live-sft img").get_attribute("alt")
+
+
+@pytest.mark.slow
+def test_the_demo_server_removes_its_files_when_stopped(tiny_runs, tmp_path):
+    """``python demo_app.py`` keeps every file it writes in a folder of its own, removed on SIGTERM."""
+    port = _free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "demo_app.py", "--runs", str(tiny_runs), "--port", str(port)],
+                              cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        folders = list(tmp_path.glob(f"mergan-demo-{server.pid}-*"))
+        assert len(folders) == 1 and (folders[0] / "gradio").is_dir()     # gradio's cache inside it
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0, server.stderr.read()[-2000:]
+        assert not folders[0].exists()
+    finally:
+        if server.poll() is None:
+            server.kill()

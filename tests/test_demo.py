@@ -44,8 +44,8 @@ def test_discovery_groups_the_runs_into_one_experiment(catalog, exp):
 
 
 def test_pickers_mark_classes_not_learned_yet(exp):
-    assert demo_app.task_choices(exp)[1] == ("after task 1 (learned 1)", 1)
-    assert demo_app.class_choices(exp, 1) == [("0", "0"), ("1", "1"), ("2 (not learned yet after task 1)", "2")]
+    assert demo_app.task_choices(exp) == [("0", 0), ("1", 1), ("2", 2)]   # "Generators after learning" 1
+    assert demo_app.class_choices(exp, 1) == [("0", "0"), ("1", "1"), ("2 (not learned yet)", "2")]
     assert [v for _, v in demo_app.variant_choices(exp)] == ["ra", "jtr"]
 
 
@@ -109,7 +109,7 @@ def test_no_runs_is_a_message_not_an_error(tmp_path):
         assert catalog.experiments == [] and "train.py" in catalog.messages[-1]
     assert "No runs loaded" in demo_app.side_by_side(None, 0, "0", "ra", 4, 0)[2]
     assert demo_app.timeline(None, "0", 4, 0)[0] is None
-    assert "train.py" in demo_app.numbers(None)[0]
+    assert "train.py" in demo_app.numbers(None).html
     import gradio as gr
     assert isinstance(demo_app.build_demo(tmp_path), gr.Blocks)
 
@@ -154,8 +154,8 @@ def test_a_run_of_mergan_01_is_skipped_with_how_to_convert_it(tiny_runs, tmp_pat
 def test_numbers_note_then_table(tiny_runs, exp, tmp_path):
     from test_evaluation import _metrics
 
-    note, plots = demo_app.numbers(exp)
-    assert "python train.py --test --out" in note and plots == []
+    view = demo_app.numbers(exp)
+    assert "python train.py --test --out" in view.html and view.pictures == {} and view.chart is None
     for s in ("sft", "ra"):
         shutil.copytree(tiny_runs / f"mnist-{s}", tmp_path / f"mnist-{s}")
     m = _metrics("sft", "runs/sft", [0.99, 0.6, 0.4], 0.5, 0.3, 12.5)
@@ -163,17 +163,37 @@ def test_numbers_note_then_table(tiny_runs, exp, tmp_path):
     (tmp_path / "mnist-sft" / "metrics.json").write_text(json.dumps(m.to_dict()))
     (tmp_path / "mnist-ra" / "metrics.json").write_text("{truncated")
     shutil.copy(tiny_runs / "mnist-sft" / "samples" / "task_00.png", tmp_path / "mnist-sft" / "forgetting_grid.png")
-    table, plots = demo_app.numbers(demo_app.discover(tmp_path).experiments[0])
-    assert "| after 1 tasks | 99.00 |" in table and "| after 3 tasks | 40.00 |" in table
-    assert "| FID, evaluator features | 12.50 |" in table
-    assert "| reverse accuracy (real: ceiling) | 50.0 (99.0) |" in table
-    assert "| mean recall (real: ceiling) | 0.30 (0.94) |" in table
-    assert "| 0 | 10.0 / 0.30 |" in table                                   # per class, after the last task
-    assert "No metrics.json yet for MeRGAN-RA" in table
-    assert [c for _, c in plots] == ["SFT: every class after every task"]
+    exp2 = demo_app.discover(tmp_path).experiments[0]
+    view = demo_app.numbers(exp2, tmp_path)
+    table = view.html
+    row = '<th scope="row">{}</th><td>{}</td>'.format
+    assert row("after 1 tasks", "99.00") in table and row("after 3 tasks", "40.00") in table
+    assert row("FID, evaluator features", "12.50") in table
+    assert row("reverse accuracy (real: ceiling)", "50.0 (99.0)") in table
+    assert row("mean recall (real: ceiling)", "0.30 (0.94)") in table
+    assert row("0", "10.0 / 0.30") in table                                  # per class, after the last task
+    assert "mnist-ra/metrics.json` is not shown" in table and "unreadable" in table    # said, not "no metrics yet"
+    for metric in ("<b>accuracy</b>", "<b>reverse accuracy</b>", "<b>recall</b>", "<b>FID</b>"):
+        assert metric in table                                                # each explained where it appears
+    assert list(view.pictures) == ["SFT"] and view.pictures["SFT"].grid is not None
+    assert view.chart is not None and view.chart.width < 1000 and "SFT 99, 60, 40" in view.chart_alt
     curves = accuracy_curves(demo_app.discover(tmp_path).experiments[0])
     assert curves == [{"after task": t, "accuracy (%)": a, "strategy": "SFT"} for t, a in ((0, 99.0), (1, 60.0),
                                                                                             (2, 40.0))]
+
+
+def test_numbers_show_the_forgetting_gif_as_a_checked_copy(tiny_runs, tmp_path):
+    from PIL import Image
+
+    run = shutil.copytree(tiny_runs / "mnist-sft", tmp_path / "runs" / "mnist-sft")
+    frames = [Image.new("RGB", (40, 20), c) for c in ("white", "black", "gray")]
+    frames[0].save(run / "forgetting.gif", save_all=True, append_images=frames[1:], duration=300)
+    out = tmp_path / "served"
+    out.mkdir()
+    view = demo_app.numbers(demo_app.discover(tmp_path / "runs").experiments[0], out)
+    gif = view.pictures["SFT"].gif
+    assert gif.parent == out and gif.read_bytes() == (run / "forgetting.gif").read_bytes()
+    assert view.pictures["SFT"].grid is None                      # this run has no forgetting_grid.png
 
 
 def test_budget_note_reads_the_runs_config(exp):
@@ -245,8 +265,8 @@ def test_shipped_runs_verdicts_say_what_each_panel_draws():
 
 def test_examples_one_click_away_on_the_shipped_runs():
     exp = demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0]
-    labels = [label for label, _ in demo_app.examples_with_labels(exp)]
-    assert labels == ["Forgetting: class 0 after task 4", "MeRGAN-RA's hardest class: 2", "EWC asked for 4"]
+    labels = [label for label, _ in demo_app.examples(exp)]
+    assert labels == ["Forgetting: 0 after learning 4", "MeRGAN-RA's hardest digit: 2", "EWC asked for 4"]
 
 
 def test_crafted_runs_folder_cannot_crash_or_stall_the_demo(tiny_runs, tmp_path):
@@ -270,3 +290,123 @@ def test_crafted_runs_folder_cannot_crash_or_stall_the_demo(tiny_runs, tmp_path)
     assert all(len(m) <= 300 for m in catalog.messages)
     exp = catalog.experiments[0]
     assert sorted(exp.runs) == ["ra"] and sorted(exp.runs["ra"].generators) == [0, 2]
+
+
+def test_an_example_belongs_to_the_experiment_shown(two_experiments):
+    """Two experiments in one runs folder: an example sets the generators, class and comparison of the experiment
+    shown now and is drawn with the samples and seed in the boxes, under that experiment's name."""
+    catalog = demo_app.discover(two_experiments)
+    first, second = catalog.experiments
+    assert second.classes == ["5", "6"]
+    d = demo_app.respond(catalog, "experiment", second.name, 2, "0", "ra", 4, 9)    # the visitor switches
+    assert (d.task, d.class_name, d.variant) == (1, "5", "ra")
+    assert d.examples == demo_app.examples(second) and d.examples[0][0] == "Forgetting: 5 after learning 6"
+    d = demo_app.respond(catalog, "example", second.name, 0, "6", "ra", 4, 9, example=0)
+    assert (d.task, d.class_name, d.variant) == (1, "5", "ra")
+    want = demo_app.side_by_side(second, 1, "5", "ra", 4, 9)
+    assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(d.comparison.images, want[:2]))
+    assert "Seed **9**: 4 sample(s) of class **5**" in d.comparison.info
+    d = demo_app.respond(catalog, "example", first.name, 2, "2", "jtr", 5, 3, example=0)
+    assert (d.task, d.class_name, d.variant) == (2, "0", "ra") and "class **0**" in d.comparison.info
+
+
+def test_each_trigger_writes_back_only_its_own_controls(catalog, exp):
+    d = demo_app.respond(catalog, "task", exp.name, 1, "0", "ra", 4, 0)
+    assert d.class_choices[2] == ("2 (not learned yet)", "2") and d.class_name is None and d.task is None
+    d = demo_app.respond(catalog, "dice", exp.name, 2, "0", "ra", 4, 0)
+    assert 0 <= d.seed <= demo_app.MAX_SEED and f"Seed **{d.seed}**" in d.comparison.info
+    d = demo_app.respond(catalog, "draw", exp.name, 2, "1", "jtr", 3, 5)
+    assert (d.task, d.class_name, d.variant, d.seed) == (None, None, None, None)
+    assert d.comparison.alts[1].startswith("3 samples drawn by MeRGAN-JTR after learning 2, asked for digit 1 "
+                                           "(seed 5)")
+
+
+def test_a_runs_folder_it_does_not_control_is_read_within_bounds(tiny_runs, tmp_path, monkeypatch):
+    """A metrics.json that is a link to an endless file, pictures that declare 400 million pixels, 3,000 task
+    files, a generator file over the demo's size limit, too many run folders: each is one short line or a note,
+    the rest is served."""
+    import os
+    import re
+    import struct
+    import time
+    import zlib
+
+    from mergan import catalog as catalog_module
+
+    monkeypatch.chdir(tmp_path)   # messages name paths as typed from here
+    a = shutil.copytree(tiny_runs / "mnist-sft", tmp_path / "a-sft")
+    os.symlink("/dev/zero", a / "metrics.json")
+    b = shutil.copytree(tiny_runs / "mnist-ra", tmp_path / "b-ra")
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    (b / "forgetting_grid.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8,
+                                            0, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b""))
+    (b / "forgetting.gif").write_bytes(b"GIF89a" + struct.pack("<HH", 20000, 20000) + bytes(20))
+    c = shutil.copytree(tiny_runs / "mnist-jtr", tmp_path / "c-jtr")
+    for t in range(3, 3000):
+        os.link(c / "task_02.safetensors", c / f"task_{t:02d}.safetensors")
+    start = time.perf_counter()
+    catalog = demo_app.discover(tmp_path)
+    assert time.perf_counter() - start < 10
+    assert [m for m in catalog.messages if "c-jtr" in m] == [
+        "`c-jtr`: ignored 2997 task file(s) beyond its 3 classes (task_03.safetensors … task_2999.safetensors)"]
+    exp = catalog.experiments[0]
+    assert sorted(exp.runs) == ["jtr", "ra", "sft"] and sorted(exp.runs["jtr"].generators) == [0, 1, 2]
+    view = demo_app.numbers(exp, tmp_path)
+    assert "a-sft/metrics.json` is not shown" in view.html and "not a plain file" in view.html
+    assert "MeRGAN-RA" not in view.pictures                            # neither picture of b-ra is read
+    monkeypatch.setattr(catalog_module, "MAX_GENERATOR_BYTES", 1000)
+    monkeypatch.setattr(catalog_module, "MAX_RUNS", 2)
+    catalog = demo_app.discover(tmp_path)
+    text = "\n".join(catalog.messages)
+    assert "holds 3 folders; showing the first 2" in text
+    assert re.search(r"skipped `a-sft/task_00.safetensors`: \d+ kB, more than the 1 kB the demo reads", text)
+    assert catalog.experiments == [] and all(len(m) <= 300 for m in catalog.messages)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP", "SIGKILL"])
+def test_the_servers_folder_is_removed_on_every_kind_of_stop(tmp_path, stop):
+    """Every file the demo server writes is in one folder of its own: gone after SIGTERM or SIGHUP, and a killed
+    server's is removed when the next one starts (``remove_stale``)."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mergan.serving import remove_stale
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import importlib.util, sys, time\n"
+            "spec = importlib.util.spec_from_file_location('serving', 'mergan/serving.py')\n"
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            "with m.serving_folder(sys.argv[1]) as work:\n"
+            "    (work / 'gradio').mkdir(); (work / 'gradio' / 'image.png').write_bytes(b'x')\n"
+            "    print(work, flush=True); time.sleep(60)\n")
+    server = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=root, stdout=subprocess.PIPE, text=True)
+    work = Path(server.stdout.readline().strip())
+    assert work.parent == tmp_path and (work / "gradio" / "image.png").is_file()
+    server.send_signal(getattr(signal, stop))
+    server.wait(timeout=30)
+    if stop == "SIGKILL":
+        assert work.exists() and remove_stale(tmp_path) == [work]
+    assert not work.exists()
+
+
+def test_the_demo_trains_only_through_live_teach(tiny_runs):
+    """The demo learns strategy identities from the runs' records: loading runs, drawing, the numbers and the
+    lesson's plan import neither the trainer nor the strategies (``mergan.live.teach`` does, when called)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, demo_app\n"
+            "from mergan.lesson import lesson_plan\n"
+            f"exp = demo_app.discover({str(tiny_runs)!r}).experiments[0]\n"
+            "demo_app.compare(exp, 2, '0', 'ra', 4, 0); demo_app.numbers(exp); demo_app.timeline(exp, '1')\n"
+            "plan = lesson_plan(exp)\n"
+            "print(plan.start.name, [name for name, _ in plan.learners], "
+            "sorted(m for m in sys.modules if m in ('mergan.trainer', 'mergan.strategies')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, text=True,
+                         capture_output=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.stdout.strip().splitlines()[-1] == "mnist-ra ['sft', 'ra'] []", out.stderr[-2000:]
