@@ -179,7 +179,12 @@ def test_crafted_generator_metadata_refused_before_building(tmp_path, capsys, fi
 
     cfg = model_config("dcgan32", channels=1, dim=2)
     path = tmp_path / "run" / "task_00.safetensors"
+    from mergan.records import RunRecord
+    from mergan.runs import RunFolder, run_id
+
     meta = task_meta(cfg)
+    meta.run_id = run_id(meta.config)
+    RunFolder(path.parent).write_record(RunRecord(meta.config, meta.strategy, meta.run_id))
     meta.model = {**cfg, field: value}   # the run's settings are sane; the file's own model is crafted
     save_generator(path, build_generator(cfg), meta)
     start = time.perf_counter()
