@@ -11,7 +11,8 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 
 from hubcache import add_commit, run_files
 from mergan import cli, load_generator
-from mergan.catalog import discover, numbers
+from mergan.catalog import discover
+from mergan.views import numbers
 from mergan.checkpoints import CheckpointError
 from mergan.hub import HubError, HubSource, hub_source, patterns, pull, push
 from mergan.records import RecordError
@@ -92,8 +93,8 @@ def test_the_demo_reads_a_hub_repository_of_runs(evaluated_run, tiny_runs, hub_c
                                                                                  (["3", "0"], ["ra"])]
     one = discover("me/mergan-runs/evaluated")                     # one run of the repository
     assert [sorted(e.runs) for e in one.experiments] == [["ra"]]
-    text, plots = numbers(one.experiments[0])                      # its metrics and forgetting grid, via the cache
-    assert "Average classification accuracy" in text and len(plots) == 1
+    view = numbers(one.experiments[0])                             # its metrics and forgetting grid, via the cache
+    assert "Average accuracy" in view.html and view.pictures["MeRGAN-RA"].grid is not None
     missing = discover("me/other-runs")
     assert not missing.experiments and "HF_HUB_OFFLINE" in missing.messages[0]
 
