@@ -44,14 +44,35 @@ def launch(tmp_path, data, launcher, *extra):
     return proc, out
 
 
+@pytest.fixture(scope="module")
+def one_process(mnist_slice, tmp_path_factory):
+    """What a single process draws for the same command: the state of an in-process run."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    out = tmp_path_factory.mktemp("one") / "run"
+    assert train.main(["--strategy", "jtr", "--classes", "0,1", "--out", str(out), "--data-dir", str(mnist_slice),
+                       *TINY]) == 0
+    AcceleratorState._reset_state(True)
+    return load_state(out / "state.pt")
+
+
+COMMANDS = {   # the README's two commands of several processes, and torchrun without --cpu
+    "torchrun --cpu": (["torch.distributed.run", "--standalone", "--nproc_per_node", "2"], ["--cpu"]),
+    "torchrun, no GPU": (["torch.distributed.run", "--standalone", "--nproc_per_node", "2"], []),
+    "accelerate --multi_gpu, no GPU": (["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                                        "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend",
+                                        "no"], []),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("cpu", [["--cpu"], []], ids=["--cpu", "no-gpu"])
-def test_torchrun_trains_every_rank_on_its_own_batches(tmp_path, cpu, mnist_slice, fresh_accelerator_state):
-    """The README's command, and the same without --cpu on a machine without a GPU."""
-    if not cpu and torch.cuda.is_available():
+@pytest.mark.parametrize("command", COMMANDS)
+def test_several_processes_train_every_rank_on_its_own_batches(tmp_path, mnist_slice, one_process, command):
+    launcher, extra = COMMANDS[command]
+    if not extra and torch.cuda.is_available():
         pytest.skip("without --cpu this machine's GPUs are used")
-    proc, out = launch(tmp_path, mnist_slice, ["torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
-                       *cpu)
+    proc, out = launch(tmp_path, mnist_slice, launcher, *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "x2" in proc.stderr and proc.stdout.count("done: 2 task(s)") == 1   # one group; the main one reports
     state = load_state(out / "state.pt")
@@ -59,10 +80,7 @@ def test_torchrun_trains_every_rank_on_its_own_batches(tmp_path, cpu, mnist_slic
     assert all(state.drawn) and state.drawn[0] != state.drawn[1]                # on batches of their own
     assert not torch.equal(state.rng[0], state.rng[1])                          # and noise of their own
     assert read_metadata(out / "task_01.safetensors").classes == ["0", "1"]
-    # rank 0 drew what one process draws: the data are split by seed, not repeated
-    assert train.main(["--strategy", "jtr", "--classes", "0,1", "--out", str(tmp_path / "one"), "--data-dir",
-                       str(mnist_slice), *TINY]) == 0
-    assert load_state(tmp_path / "one" / "state.pt").drawn == [state.drawn[0]]
+    assert one_process.drawn == [state.drawn[0]]   # rank 0 drew what one process draws: split by seed, not repeated
 
 
 @pytest.mark.slow
