@@ -196,8 +196,8 @@ def check_model(path: str | Path, model: dict, deliverable: str = "generator") -
     sizes within ``models.MODEL_BOUNDS`` (``read_metadata`` checks every file)."""
     problem = model_problem(model, deliverable)
     if problem:
-        raise CheckpointError(f"{path}: metadata 'model' {problem}; the file is corrupt or crafted: use a task file "
-                              f"written by train.py")
+        raise CheckpointError(f"{path}: metadata {problem}; the file is corrupt or crafted: use a task file written "
+                              f"by train.py")
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TaskMeta]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 
-from .records import DataSource
+from .records import MAX_CLASSES, DataSource
 
 DEFAULTS = dict(
     batch_size=64,        # mergan.py:108
@@ -191,7 +191,7 @@ def check(cfg: RunConfig) -> None:
 
     problem = model_problem(cfg.model)
     if problem:
-        raise ValueError(f"the model {problem}")
+        raise ValueError(problem)
     if not 2 <= cfg.batch_size <= MAX_BATCH:
         raise ValueError(f"--batch-size must be between 2 (batch norm needs two samples) and {MAX_BATCH}, "
                          f"got {cfg.batch_size}")
@@ -235,6 +235,9 @@ def resolve(data, *, strategy: str, preset: str = "paper", seed: int = DEFAULTS[
         raise ValueError(f"unknown setting {sorted(unknown)[0]!r}; the settings are "
                          f"{', '.join(s.name for s in SETTINGS)}")
     cls = strategy_class(strategy)
+    if len(data.classes) > MAX_CLASSES:   # what a run's records and label tables hold
+        raise ValueError(f"{len(data.classes)} classes are more than a run can learn ({MAX_CLASSES}); pick at most "
+                         f"{MAX_CLASSES} with --classes")
     pv = preset_values(preset, data.name)
     values = {k: given.get(k, pv[k]) for k in TRAINING}
     if "betas" in given:

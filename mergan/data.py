@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from . import folders
 from .images import IMAGE_EXTENSIONS, DataError, decode_image  # noqa: F401 - the data's errors and decoding
-from .records import MAX_CLASSES, ClassData, DataSource, fingerprint
+from .records import ClassData, DataSource, fingerprint
 
 log = logging.getLogger("mergan")
 
@@ -276,9 +276,6 @@ def parse_classes(text: str | list[str] | None, available: list[str], dataset: s
             raise DataError(f"class {c!r} is not in dataset {dataset}; choose from {', '.join(available)[:300]}")
     if len(set(order)) != len(order):
         raise DataError(f"--classes {','.join(order)!r} repeats a class; each class is one task and appears once")
-    if len(order) > MAX_CLASSES:
-        raise DataError(f"{len(order)} classes are more than a run can learn ({MAX_CLASSES}); pick at most "
-                        f"{MAX_CLASSES} with --classes")
     return order
 
 

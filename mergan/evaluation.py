@@ -291,6 +291,9 @@ def main(argv=None) -> int:
     except (EvaluationError, DataError, CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; no evaluator was saved: run the same command again", file=sys.stderr)
+        return 130
     m = ev.meta
     print(f"test accuracy: {100 * m['test_accuracy']:.2f}% on {m['test_images']} real {m['test_split']} images "
           f"({m['dataset']}, {m['train_images']} training images; {m['epochs']} epochs chosen on "

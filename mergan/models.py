@@ -265,13 +265,13 @@ def model_problem(model, deliverable: str = "generator") -> str | None:
     """What is wrong with a model's constructor arguments (``model_config``'s, with ``seen`` for DGR's
     generator+solver), or None: a known architecture and integer sizes within ``MODEL_BOUNDS``."""
     if not isinstance(model, dict) or not isinstance(model.get("arch"), str) or model["arch"] not in ARCHS:
-        return f"names no known architecture ({', '.join(ARCHS)})"
+        return f"'model' names no known architecture ({', '.join(ARCHS)})"
     for key, (lo, hi) in MODEL_BOUNDS.items():
         if key == "seen" and deliverable != "generator+solver":
             continue
         value = model.get(key)
         if type(value) is not int or not lo <= value <= hi:
-            return f"field {key!r} is {str(value)[:40]!r}, not an integer in [{lo}, {hi}]"
+            return f"'model.{key}' is {str(value)[:40]!r}, not an integer in [{lo}, {hi}]"
     return None
 
 

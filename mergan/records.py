@@ -53,7 +53,7 @@ def need(d: dict, key: str, kind, where: str, *, lo=None, hi=None, optional: boo
     return value
 
 
-def names(values, where: str, key: str, hi: int = MAX_CLASSES) -> list[str]:
+def names(values, where: str, key: str, hi: int = 10_000) -> list[str]:
     """A list of distinct, non-empty class names."""
     if not isinstance(values, list) or not 1 <= len(values) <= hi or not all(
             isinstance(v, str) and 0 < len(v) <= MAX_CLASS_NAME for v in values):

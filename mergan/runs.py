@@ -378,8 +378,8 @@ def upgrade(path: str | Path, data_dir: str | Path = "data") -> list[str]:
         write_safetensors(p, load_file(str(p)), {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                                                  **meta.to_strings()})
         done.append(f"{p}: metadata of format 2")
-    if run.state_path.is_file():
-        old = torch.load(run.state_path, map_location="cpu", weights_only=True)
+    old = torch.load(run.state_path, map_location="cpu", weights_only=True) if run.state_path.is_file() else {}
+    if "iter" in old:   # (converted already by an upgrade interrupted before config.json: it has "iteration")
         state = TrainingState(record.run_id, old["task"], old["iter"], old["task_done"], old["G"], old["D"],
                               old.get("G_ema"), old.get("opt_G"), old.get("opt_D"), old["rng"],
                               old.get("strategy", {}), old.get("scaler"))
@@ -407,6 +407,9 @@ def main(argv=None) -> int:
     except (RecordError, CheckpointError, ValueError, OSError, KeyError, FolderBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:   # every file is written whole (atomic): the rest converts on the next try
+        print("error: interrupted; run the same command again to convert the rest", file=sys.stderr)
+        return 130
     return 0
 
 
