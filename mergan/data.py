@@ -4,7 +4,8 @@ Every loader yields uint8 images (C, H, W); batches are mapped to [-1, 1] floats
 ``2*(x-.5)``. MNIST is zero-padded from 28x28 to 32x32 (``tflib/mnist.py:95-97``); SVHN's label 10 is digit 0;
 LSUN images are resized directly to 64x64 without cropping (``tflib/lsun.py:35-37``).
 
-Batches of them: ``mergan.batches``.
+Image files are decoded by ``mergan.images``; the layouts of image folders are ``mergan.folders``'s. Batches of
+them: ``mergan.batches``.
 """
 from __future__ import annotations
 

@@ -383,6 +383,7 @@ def test_a_full_disk_during_test_names_what_test_takes(tmp_path, capsys, cached,
     assert not (run / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_an_evaluator_is_retrained_when_the_folder_changes(tmp_path, caplog, monkeypatch):
     """The cached evaluator is the one that learned these very images: after one changes, the evaluation says
     why it trains another and scores with it, not with the old one."""
