@@ -11,14 +11,17 @@ a finished ``--out`` again with a longer ``--classes`` trains only the new tasks
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
+from contextlib import ExitStack
 
-from mergan.checkpoints import CheckpointError
+from mergan.checkpoints import CheckpointError, WriteError
 from mergan.config import DEFAULTS, PRESETS, SETTINGS, RunConfig, check_name, resolve
 from mergan.data import DATASETS, DataError, load_task_data
+from mergan.launch import LaunchError, check_group, use_cpu
 from mergan.records import RecordError
-from mergan.runs import RunFolder
+from mergan.runs import FolderBusy, RunFolder
 from mergan.strategies import STRATEGIES
 from mergan.trackers import add_options as add_tracker_options, requested as requested_trackers
 from mergan.trainer import Trainer, TrainingError
@@ -62,14 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def fail(message: str) -> int:
+def fail(message: str, code: int = 1) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return 1
+    return code
 
 
 def make_config(args, data) -> RunConfig:
     return resolve(data, strategy=args.strategy, preset=args.preset, seed=args.seed,
                    overrides={s.name: getattr(args, s.name) for s in SETTINGS})
+
+
+def command_line(argv, resume: bool = False) -> str:
+    """This command as typed (``resume``: the one that continues its run, with --resume)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(["python train.py", *args, *(["--resume"] if resume and "--resume" not in args else [])])
 
 
 def main(argv=None) -> int:
@@ -83,65 +92,124 @@ def main(argv=None) -> int:
         for kind, name, choices in (("dataset", args.dataset, DATASETS), ("strategy", args.strategy, STRATEGIES),
                                     ("preset", args.preset, PRESETS)):
             check_name(kind, name, choices)
-        trackers = requested_trackers(args.report_to, args.tensorboard)
+        args.trackers = requested_trackers(args.report_to, args.tensorboard)
     except ValueError as e:
         return fail(str(e))
     run = RunFolder(args.out or f"runs/{args.dataset}-{args.strategy}")
-    out = run.path
     try:
+        cpu = use_cpu(args.cpu)   # a launch whose processes would not form a group is refused first
         data = load_task_data(args.dataset, args.data_dir or "data", args.classes, lsun_cap=args.lsun_cap,
-                              image_size=args.image_size, channels=args.channels)
+                              image_size=args.image_size, channels=args.channels, first=saved_classes(run, args))
         cfg = make_config(args, data)
-        state, message = run.plan(cfg, args.resume, one_task=STRATEGIES[cfg.strategy].one_task)
-    except (DataError, CheckpointError, RecordError, ValueError) as e:
+    except (DataError, RecordError, ValueError, LaunchError) as e:
         return fail(str(e))
-    except OSError as e:   # an unreadable data folder or run folder
+    except OSError as e:   # an unreadable data folder
         return fail(f"cannot read {e.filename or args.data_dir}: {e.strerror or e}; check the path and its permissions")
-    if message:
-        print(message)
-        return 0
+    except KeyboardInterrupt:
+        return fail("interrupted before training; nothing was written", 130)
 
     import torch
     from accelerate import Accelerator
 
+    if args.mixed_precision == "fp16" and (cpu or not torch.cuda.is_available()):
+        return fail("fp16 mixed precision needs a CUDA GPU; on the CPU use --mixed-precision bf16 or no")
+    acc = Accelerator(cpu=cpu, mixed_precision=args.mixed_precision, log_with=args.trackers,
+                      project_dir=str(run.logs_path))
+    try:
+        with ExitStack() as held:   # the run folder's lock, held until the command ends
+            return train(args, argv, run, data, cfg, acc, held)
+    except KeyboardInterrupt:       # before training began (during it: train says what was kept)
+        return fail("interrupted before training; nothing was written", 130)
+    finally:
+        # The prepared networks hold the process group: released here, while Python is whole (left to the
+        # interpreter's exit, a DDP rank's gloo threads could abort it, killing the other ranks with it).
+        acc.free_memory()
+        gc.collect()
+        acc.end_training()
+
+
+def saved_classes(run: RunFolder, args) -> list[str] | None:
+    """A run folder's classes, which the default class order keeps first (an extension adds the rest)."""
+    if args.classes is not None or not run.has_config():
+        return None
+    try:
+        return run.read_config().classes
+    except (RecordError, OSError):
+        return None   # the plan says what is wrong with it
+
+
+def train(args, argv, run: RunFolder, data, cfg: RunConfig, acc, held: ExitStack) -> int:
+    """Everything after the Accelerator exists: one writer, the plan, the training; every rank runs it, only
+    the main process writes and speaks."""
+    from accelerate.utils import broadcast_object_list
+
     from mergan.card import CardError, write_card
     from mergan.trackers import start as start_trackers
 
-    if args.mixed_precision == "fp16" and (args.cpu or not torch.cuda.is_available()):
-        return fail("fp16 mixed precision needs a CUDA GPU; on the CPU use --mixed-precision bf16 or no")
-    acc = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
-                      log_with=trackers, project_dir=str(run.logs_path))
-    if not acc.is_main_process:
+    main_process = acc.is_main_process
+    say = fail if main_process else (lambda message, code=1: code)
+    if not main_process:
         logging.getLogger().setLevel(logging.WARNING)
+    fresh, existed = not run.has_config(), run.path.exists()   # a fresh start writes config.json with its first save
+
+    def undo(data_failed: bool = False):
+        if fresh and main_process:
+            run.discard_unstarted(keep_folder=existed, saved=data_failed)
+
+    try:
+        check_group(acc)
+        problem = None
+        if main_process:
+            try:
+                held.enter_context(run.writing(command_line(argv), create=True))
+            except (FolderBusy, OSError) as e:
+                problem = str(e) if isinstance(e, FolderBusy) else f"cannot create --out {run.path}: {e.strerror or e}"
+        problem = broadcast_object_list([problem])[0]
+        if problem:
+            return say(problem)   # (the folder is the holder's: nothing to undo)
+        state, message = run.plan(cfg, args.resume, one_task=STRATEGIES[cfg.strategy].one_task)
+        if run.has_config():
+            cfg = cfg.continuing(run.read_config())   # the run's own model (its label tables grow as needed)
+    except (LaunchError, CheckpointError, RecordError, ValueError) as e:
+        undo()
+        return say(str(e))
+    if message:
+        if main_process:
+            print(message)
+        return 0
     log.info("data: %s", data.source.description)
     log.info("run: %s, strategy %s, %d task(s) %s, %d generator updates per task, model %s, on %s x%d",
-             out, cfg.strategy, len(cfg.classes), ",".join(cfg.classes), cfg.iters, cfg.model, acc.device,
+             run.path, cfg.strategy, len(cfg.classes), ",".join(cfg.classes), cfg.iters, cfg.model, acc.device,
              acc.num_processes)
-    fresh = not run.has_config()   # this command starts the run (config.json comes with the first save)
-    existed = out.exists()
     try:
-        if acc.is_main_process:
+        if main_process:
             run.remove_temp_files()    # left by a process killed while writing
         acc.wait_for_everyone()
-        trainer = Trainer(cfg, data, out, acc, cuda_graphs=False if args.no_cuda_graphs else None)
+        trainer = Trainer(cfg, data, run.path, acc, cuda_graphs=False if args.no_cuda_graphs else None)
         log.info("%s", trainer.step_line)
-        if trackers:
+        if args.trackers:
             start_trackers(acc, cfg, trainer.record.run_id)
         trainer.train(state)
-        if acc.is_main_process:
+        if main_process:
             log.info("model card: %s", write_card(run))
+    except WriteError as e:
+        undo()
+        return say(e.retry("run the same command with --resume" if run.state_path.is_file() else
+                           "run the same command again"))
     except (TrainingError, CheckpointError, DataError, CardError) as e:
-        if fresh and acc.is_main_process:
-            run.discard_unstarted(keep_folder=existed)
-        return fail(str(e))
+        undo(isinstance(e, DataError))   # fixing the data changes the run: a start that failed on it leaves nothing
+        return say(str(e))
     except MemoryError:
-        if fresh and acc.is_main_process:
-            run.discard_unstarted(keep_folder=existed)
-        return fail("out of memory; lower --dim or --batch-size")
-    finally:
-        acc.end_training()
-    if acc.is_main_process:
-        print(f"done: {len(cfg.classes)} task(s) in {out} (generators task_XX.safetensors, grids in samples/, "
+        undo()
+        return say("out of memory; lower --dim or --batch-size")
+    except KeyboardInterrupt:
+        undo()
+        if run.state_path.is_file():
+            return say(f"interrupted; the run continues from its last save with: {command_line(argv, resume=True)}",
+                       130)
+        return say("interrupted before the first save; nothing was kept: run the same command to start again", 130)
+    if main_process:
+        print(f"done: {len(cfg.classes)} task(s) in {run.path} (generators task_XX.safetensors, grids in samples/, "
               f"model card README.md)")
     return 0
 

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import DataError
+from .records import fingerprint
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -44,10 +45,15 @@ def _collate(items):
 
 
 class BatchStream:
-    """An endless stream of batches starting at batch number ``start``; deterministic in (seed, number)."""
+    """An endless stream of batches starting at batch number ``start``; deterministic in (seed, number).
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, start: int = 0, num_workers: int = 0):
+    ``drawn`` is a fingerprint of every batch drawn so far, chained batch after batch (give the saved one when
+    resuming): what a process trained on, which the training state records per process."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, start: int = 0, num_workers: int = 0,
+                 drawn: str = ""):
         self.dataset, self.batch_size, self.seed, self.k = dataset, batch_size, seed, start
+        self.drawn = drawn
         self.n = len(dataset)
         self._loader = None
         if not getattr(dataset, "in_memory", False) and num_workers > 0:
@@ -66,6 +72,8 @@ class BatchStream:
             idx = batch_indices(self.n, self.batch_size, self.seed, self.k).tolist()
             batch = _collate([self.dataset[i] for i in idx])
         self.k += 1
+        parts = batch if isinstance(batch, tuple) else (batch,)
+        self.drawn = fingerprint(self.drawn, *(t.contiguous().numpy().tobytes() for t in parts))
         return batch
 
     def close(self) -> None:

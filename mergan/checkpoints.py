@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from .models import ARCHS, build_deliverable
+from .models import build_deliverable, model_problem
 from .records import FORMAT_VERSION, UPGRADE, RecordError, TaskMeta, TrainingState
 
 FORMAT = "mergan-generator"
@@ -37,9 +37,22 @@ class CheckpointError(Exception):
     """An unreadable, truncated or mismatched checkpoint; the message says which file and what to do."""
 
 
+class WriteError(CheckpointError):
+    """A file could not be written (``atomic_write``): ``problem`` says why, ``fix`` what to do about it; the
+    message ends with "run the command again", which each command may say more precisely (``retry``)."""
+
+    def __init__(self, path: Path, problem: str, fix: str):
+        self.path, self.problem, self.fix = path, problem, fix
+        super().__init__(self.retry("run the command again"))
+
+    def retry(self, how: str) -> str:
+        return f"cannot write {self.path}: {self.problem} (the previous file, if any, is unchanged); {self.fix}, " \
+               f"then {how}"
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file over ``path``. Any failure (a full disk, a
-    read-only or missing folder) raises ``CheckpointError`` saying so, and the previous file is left as it was."""
+    read-only or missing folder) raises ``WriteError`` saying so, and the previous file is left as it was."""
     path = Path(path)
     tmp = None
     try:
@@ -50,32 +63,32 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make run folders unreadable to others
         os.replace(tmp, path)
     except Exception as e:
-        raise CheckpointError(f"cannot write {path}: {_write_failure(e, path.parent)}; the previous file (if any) "
-                              f"is unchanged") from e
+        raise WriteError(path, *_write_failure(e, path.parent)) from e
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _write_failure(e: Exception, folder: Path) -> str:
-    """Why a write failed, in words a user can act on."""
+def _write_failure(e: Exception, folder: Path) -> tuple[str, str]:
+    """Why a write failed and what to do, in words a user can act on, whatever the command."""
     import errno
     import shutil
 
+    full = ("the disk is full", "free some space")
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-        return "the disk is full; free some space and run the same command with --resume"
+        return full
     if isinstance(e, OSError) and e.errno == errno.EROFS:
-        return "the file system is read-only; choose another --out"
+        return "the file system is read-only", f"make {folder} writable (or copy it somewhere writable)"
     if isinstance(e, PermissionError):
-        return "permission denied; make the folder writable or choose another --out"
+        return "permission denied", f"make {folder} writable"
     if isinstance(e, (FileExistsError, NotADirectoryError)):
-        return "a file stands where a folder is needed; choose another --out"
+        return "a file stands where a folder is needed", "move that file away"
     try:
         if shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.exists())).free < 1 << 20:
-            return "the disk is full; free some space and run the same command with --resume"
+            return full
     except (OSError, StopIteration):
         pass
-    return f"{type(e).__name__}: {str(e)[:100]}"
+    return f"{type(e).__name__}: {str(e)[:100]}", "check the folder"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -178,25 +191,13 @@ def read_metadata(path: str | Path) -> TaskMeta:
     return meta
 
 
-# Sane bounds for the sizes in a generator's metadata, checked before anything is built from them (a crafted
-# file must not make the loader allocate gigabytes): the widest known model is LSUN's (dim 64, z 128).
-MODEL_BOUNDS = {"z_dim": (1, 4096), "n_classes": (1, 1000), "dim": (1, 1024), "channels": (1, 4), "seen": (1, 1000)}
-
-
 def check_model(path: str | Path, model: dict, deliverable: str = "generator") -> None:
     """Refuse (``CheckpointError``) a deliverable's model metadata that is not a known architecture with integer
-    sizes within ``MODEL_BOUNDS`` (``read_metadata`` checks every file)."""
-    if not isinstance(model, dict) or model.get("arch") not in ARCHS:
-        raise CheckpointError(f"{path}: metadata 'model' names no known architecture ({', '.join(ARCHS)}); "
-                              f"the file was not written by train.py")
-    keys = [k for k in MODEL_BOUNDS if k != "seen" or deliverable == "generator+solver"]
-    for key in keys:
-        value = model.get(key)
-        lo, hi = MODEL_BOUNDS[key]
-        if type(value) is not int or not lo <= value <= hi:
-            raise CheckpointError(f"{path}: metadata 'model.{key}' is {str(value)[:40]!r}, not an integer in "
-                                  f"[{lo}, {hi}]; the file is corrupt or crafted: use a task file written by "
-                                  f"train.py")
+    sizes within ``models.MODEL_BOUNDS`` (``read_metadata`` checks every file)."""
+    problem = model_problem(model, deliverable)
+    if problem:
+        raise CheckpointError(f"{path}: metadata {problem}; the file is corrupt or crafted: use a task file written "
+                              f"by train.py")
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", *, task: int | None = None,

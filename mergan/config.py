@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 
-from .records import DataSource
+from .records import MAX_CLASSES, DataSource
 
 DEFAULTS = dict(
     batch_size=64,        # mergan.py:108
@@ -154,18 +154,27 @@ class RunConfig:
     FIXED = ("dataset", "strategy", "iters", "model", "seed", "batch_size", "critic_iters", "lr", "beta1", "beta2",
              "gp_weight", "loss", "penalty_every", "ema", "replay_batch", "ra_lambda", "ewc_lambda")
 
-    def mismatch(self, saved: "RunConfig") -> str | None:
-        """Why a run folder's saved configuration cannot be continued with this one, or None."""
+    def mismatch(self, saved: "RunConfig", data: bool = True) -> str | None:
+        """Why a run folder's saved configuration cannot be continued with this one, or None (``data``: compare
+        the data of every class both have, by content; the run folder compares only the classes trained)."""
         for key in self.FIXED:
             a, b = getattr(saved, key), getattr(self, key)
+            if key == "model":   # the label tables are sized when a run starts and grow with its classes
+                a, b = ({k: v for k, v in m.items() if k != "n_classes"} for m in (a, b))
             if a != b:
                 return f"{key} was {a!r} in that run, now {b!r}"
         n = min(len(saved.classes), len(self.classes))
         if self.classes[:n] != saved.classes[:n]:
             return (f"classes were {','.join(saved.classes)}; a continued run must start with the same classes in "
                     f"the same order")
-        why = saved.data_source.differs(self.data_source)
+        why = saved.data_source.differs(self.data_source) if data else None
         return f"its data: {why}" if why else None
+
+    def continuing(self, saved: "RunConfig") -> "RunConfig":
+        """This configuration as the continuation of the ``saved`` run (``mismatch`` found none): the run's
+        model as it started (its label tables' size is part of its identity; ``models.with_labels`` grows
+        them for more classes)."""
+        return replace(self, model=dict(saved.model))
 
     def with_classes(self, classes: list, data_source: DataSource, **changes) -> "RunConfig":
         return replace(self, classes=list(classes), data_source=data_source, **changes)
@@ -178,6 +187,11 @@ def check(cfg: RunConfig) -> None:
     dim = cfg.model.get("dim") if isinstance(cfg.model, dict) else None
     if type(dim) is not int or not 1 <= dim <= MAX_DIM:
         raise ValueError(f"--dim must be between 1 and {MAX_DIM} (paper: 32 digits, 64 LSUN), got {dim}")
+    from .models import model_problem
+
+    problem = model_problem(cfg.model)
+    if problem:
+        raise ValueError(problem)
     if not 2 <= cfg.batch_size <= MAX_BATCH:
         raise ValueError(f"--batch-size must be between 2 (batch norm needs two samples) and {MAX_BATCH}, "
                          f"got {cfg.batch_size}")
@@ -221,6 +235,9 @@ def resolve(data, *, strategy: str, preset: str = "paper", seed: int = DEFAULTS[
         raise ValueError(f"unknown setting {sorted(unknown)[0]!r}; the settings are "
                          f"{', '.join(s.name for s in SETTINGS)}")
     cls = strategy_class(strategy)
+    if len(data.classes) > MAX_CLASSES:   # what a run's records and label tables hold
+        raise ValueError(f"{len(data.classes)} classes are more than a run can learn ({MAX_CLASSES}); pick at most "
+                         f"{MAX_CLASSES} with --classes")
     pv = preset_values(preset, data.name)
     values = {k: given.get(k, pv[k]) for k in TRAINING}
     if "betas" in given:
@@ -233,8 +250,8 @@ def resolve(data, *, strategy: str, preset: str = "paper", seed: int = DEFAULTS[
     if dim is not None and not 1 <= dim <= MAX_DIM:
         raise ValueError(f"--dim must be between 1 and {MAX_DIM} (paper: 32 digits, 64 LSUN), got {dim}")
     arch = "dcgan32" if data.size == 32 else "resnet64"
-    model = model_config(arch, channels=data.channels, n_classes=len(data.all_classes), dim=dim,
-                         z_dim=DEFAULTS["z_dim"])
+    # label tables for the run's classes (at least the original's 10); an extension grows them (models.with_labels)
+    model = model_config(arch, channels=data.channels, n_classes=len(data.classes), dim=dim, z_dim=DEFAULTS["z_dim"])
     cfg = RunConfig(dataset=data.name, strategy=cls.name, classes=list(data.classes),
                     iters=given.get("iters", pv["iters"]), model=model, data_source=data.source, seed=seed,
                     save_every=given.get("save_every", pv["save_every"]), log_every=pv["log_every"],

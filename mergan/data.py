@@ -4,14 +4,13 @@ Every loader yields uint8 images (C, H, W); batches are mapped to [-1, 1] floats
 ``2*(x-.5)``. MNIST is zero-padded from 28x28 to 32x32 (``tflib/mnist.py:95-97``); SVHN's label 10 is digit 0;
 LSUN images are resized directly to 64x64 without cropping (``tflib/lsun.py:35-37``).
 
-Batches of them: ``mergan.batches``.
+Image files are decoded by ``mergan.images``; the layouts of image folders are ``mergan.folders``'s. Batches of
+them: ``mergan.batches``.
 """
 from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
-import io
 import logging
 import os
 import struct
@@ -22,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from . import folders
+from .images import IMAGE_EXTENSIONS, DataError, decode_image  # noqa: F401 - the data's errors and decoding
 from .records import ClassData, DataSource, fingerprint
 
 log = logging.getLogger("mergan")
@@ -33,12 +34,7 @@ ASSETS = _HERE / "assets" if (_HERE / "assets").is_dir() else _HERE.parent / "as
 MNIST = ASSETS / "mnist"     # the official MNIST files (60,000 training, 10,000 test digits), gzip
 DIGITS = [str(i) for i in range(10)]
 LSUN_CATEGORIES = ["bedroom", "kitchen", "church_outdoor", "tower"]
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 DATASETS = ("mnist", "svhn", "lsun", "folder")
-
-
-class DataError(Exception):
-    """A problem with the user's data: the message names it and says how to fix it."""
 
 
 # ----------------------------------------------------------------------------------------------- readers
@@ -161,51 +157,6 @@ class TensorImages(Dataset):
         return self.images[i]
 
 
-def _to_8bit(img, name: str):
-    """An image of 16-bit or float pixels as 8-bit, scaled to its format's range (PIL's own conversion clips
-    16-bit values at 255, which turns the image white); float pixels must lie in [0, 1]."""
-    from PIL import Image
-
-    arr = np.asarray(img)
-    if img.mode.startswith("I"):         # 16- or 32-bit integers: 16-bit PNG/TIFF data
-        if arr.min() < 0 or arr.max() > 65535:
-            raise DataError(f"{name} has 32-bit pixel values outside 0-65535; save it as an 8- or 16-bit image")
-        arr = arr.astype(np.float64) / 257.0
-    else:                                # "F": float pixels
-        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-            raise DataError(f"{name} has float pixels outside [0, 1]; save it as an 8-bit image")
-        arr = arr.astype(np.float64) * 255.0
-    return Image.fromarray(np.rint(arr).astype(np.uint8), mode="L")
-
-
-def decode_image(data: bytes | Path, size: int, channels: int, crop: bool, name: str | None = None) -> torch.Tensor:
-    """Decode an image file to uint8 (C, size, size): LSUN is resized directly, folders center-cropped. A file
-    that is not an image (or is truncated) raises ``DataError`` naming it (``name``: an lmdb key, or the path)."""
-    from PIL import Image
-
-    name = name or str(data)
-    try:
-        img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-        img.load()
-        if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-            img = _to_8bit(img, name)
-        img = img.convert("L" if channels == 1 else "RGB")
-    except DataError:
-        raise
-    except PermissionError as e:
-        raise DataError(f"cannot read {name}: permission denied; make it readable or remove it") from e
-    except (OSError, ValueError, SyntaxError) as e:   # PIL's errors for unknown, truncated or broken files
-        raise DataError(f"{name} is not a readable image ({type(e).__name__}); remove or replace it") from e
-    if crop:
-        w, h = img.size
-        s = min(w, h)
-        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    img = img.resize((size, size), Image.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)
-    arr = arr[:, :, None] if arr.ndim == 2 else arr
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
-
-
 _LMDB_ENVS: dict = {}  # path -> this process's read-only environment: lmdb refuses to open one twice
 
 
@@ -310,19 +261,26 @@ class TaskData:
         return Labeled([sets[c] for c in classes], [self.classes.index(c) for c in classes])
 
 
-def parse_classes(text: str | None, available: list[str], dataset: str) -> list[str]:
+def parse_classes(text: str | list[str] | None, available: list[str], dataset: str,
+                  first: list[str] | None = None) -> list[str]:
+    """The classes in task order: ``text`` the user's comma-separated list (or a list of names, from a record);
+    None: every class, ``first`` (a run's classes, being continued) first, then the rest in the default order."""
     if text is None:
-        return list(available)
-    names = [c.strip() for c in text.split(",")]
-    if not text.strip() or any(not c for c in names):
-        raise DataError(f"--classes {text!r} has an empty class name; give a comma-separated list such as "
-                        f"{','.join(available[:3])}")
-    for c in names:
+        first = [c for c in (first or []) if c in available]
+        order = first + [c for c in available if c not in first]
+    elif isinstance(text, str):
+        order = [c.strip() for c in text.split(",")]
+        if not text.strip() or any(not c for c in order):
+            raise DataError(f"--classes {text!r} has an empty class name; give a comma-separated list such as "
+                            f"{','.join(available[:3])}")
+    else:
+        order = list(text)
+    for c in order:
         if c not in available:
-            raise DataError(f"class {c!r} is not in dataset {dataset}; choose from {', '.join(available)}")
-    if len(set(names)) != len(names):
-        raise DataError(f"--classes {text!r} repeats a class; each class is one task and appears once")
-    return names
+            raise DataError(f"class {c!r} is not in dataset {dataset}; choose from {', '.join(available)[:300]}")
+    if len(set(order)) != len(order):
+        raise DataError(f"--classes {','.join(order)!r} repeats a class; each class is one task and appears once")
+    return order
 
 
 def _split_by_class(split: tuple[torch.Tensor, torch.Tensor], classes: list[str]) -> dict[str, Dataset]:
@@ -338,28 +296,23 @@ def _split_by_class(split: tuple[torch.Tensor, torch.Tensor], classes: list[str]
 
 def _tensor_source(dataset: str, description: str, location, train: dict) -> DataSource:
     """Digits held in memory: each class fingerprinted by its images' bytes."""
-    return DataSource(dataset, description, location,
+    return DataSource(dataset, description[:1000], location,
                       {c: ClassData(len(d), fingerprint(d.images.numpy().tobytes())) for c, d in train.items()})
 
 
-def _file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def load_task_data(dataset: str, data_dir: str | Path, classes: str | None = None, *,
-                   lsun_cap: int = 100_000, image_size: int = 32, channels: int = 3) -> TaskData:
-    """Build the per-task datasets. ``classes`` is the user's comma-separated order (default: the paper's)."""
+def load_task_data(dataset: str, data_dir: str | Path, classes: str | list[str] | None = None, *,
+                   lsun_cap: int = 100_000, image_size: int = 32, channels: int = 3,
+                   first: list[str] | None = None) -> TaskData:
+    """Build the per-task datasets. ``classes`` is the user's comma-separated order or a list of names (default:
+    the paper's, or alphabetical; ``first``: a continued run's classes first, see ``parse_classes``). Folder
+    datasets: the layouts of ``mergan.folders``. Raises ``DataError`` (one line naming the file or folder)."""
     data_dir = Path(data_dir)
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if lsun_cap < 1:
         raise DataError(f"--lsun-cap must be at least 1 image per class (paper: 100,000), got {lsun_cap}")
     if dataset in ("mnist", "svhn"):
-        order = parse_classes(classes, DIGITS, dataset)
+        order = parse_classes(classes, DIGITS, dataset, first)
         splits, description, location = load_mnist(data_dir) if dataset == "mnist" else load_svhn(data_dir)
         train = _split_by_class(splits["train"], order)
         test = _split_by_class(splits["test"], order) if "test" in splits else {}
@@ -370,7 +323,7 @@ def load_task_data(dataset: str, data_dir: str | Path, classes: str | None = Non
         if not data_dir.is_dir():
             raise DataError(f"LSUN folder {data_dir} does not exist; pass --data-dir with <category>_train_lmdb "
                             f"folders")
-        order = parse_classes(classes, LSUN_CATEGORIES + _lsun_extra(data_dir), dataset)
+        order = parse_classes(classes, LSUN_CATEGORIES + _lsun_extra(data_dir), dataset, first)
         train, test = {}, {}
         for c in order:
             path = data_dir / f"{c}_train_lmdb"
@@ -381,34 +334,29 @@ def load_task_data(dataset: str, data_dir: str | Path, classes: str | None = Non
             if (data_dir / f"{c}_val_lmdb").is_dir():
                 test[c] = LmdbImages(data_dir / f"{c}_val_lmdb", 64, None)
         # LSUN's keys name its images by content; the first lsun_cap of them are what a run sees
-        source = DataSource("lsun", f"lsun: lmdb in {data_dir}, at most {lsun_cap:,} images per class",
-                            str(data_dir.resolve()), {c: ClassData(len(d), fingerprint(*d.keys)) for c, d in train.items()})
+        source = DataSource("lsun", f"lsun: lmdb in {str(data_dir)[:500]}, at most {lsun_cap:,} images per class",
+                            str(data_dir.resolve()),
+                            {c: ClassData(len(d), fingerprint(*d.keys)) for c, d in train.items()})
         return TaskData("lsun", source, 3, 64, order, train, test, LSUN_CATEGORIES + _lsun_extra(data_dir))
-    # folder: one sub-folder per category
-    if not data_dir.is_dir():
-        raise DataError(f"image folder {data_dir} does not exist; pass --data-dir with one sub-folder per class")
+    # folder: the layouts of mergan.folders
     if image_size not in (32, 64):
         raise DataError(f"--image-size {image_size} is not supported; use 32 (DCGAN) or 64 (ResNet)")
-    available = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not available:
-        raise DataError(f"{data_dir} has no sub-folders; put each category's images in its own sub-folder")
-    order = parse_classes(classes, available, "folder")
-    train, test = {}, {}
+    found = folders.layout(data_dir)
+    order = parse_classes(classes, found.classes, "folder", first)
+    train, test, prints = {}, {}, {}
     for c in order:
-        files = sorted(p for p in (data_dir / c).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        held = [p for p in files if "test" in p.relative_to(data_dir / c).parts[:-1]]
-        files = [p for p in files if p not in set(held)]
+        folders.check_class_name(c, found.train[c].parent)
+        files, held = found.files(c)
         if not files:
-            raise DataError(f"{data_dir / c} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise DataError(f"{found.train[c]} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        prints[c] = folders.class_data(files, found.train[c], held)
         train[c] = FileImages(files, image_size, channels)
         if held:
             test[c] = FileImages(held, image_size, channels)
-    # each class by its files' names and bytes, so the same images anywhere are the same data
-    prints = {c: ClassData(len(d), fingerprint(*(f"{p.relative_to(data_dir / c)}:{_file_fingerprint(p)}"
-                                                  for p in d.files))) for c, d in train.items()}
-    source = DataSource("folder", f"folder: {len(order)} classes of images in {data_dir}", str(data_dir.resolve()),
+    where = str(data_dir)[:500]   # the description is one line of a record (at most 1,000 characters)
+    source = DataSource("folder", f"folder: {len(order)} classes of images in {where}", str(data_dir.resolve()),
                         prints)
-    return TaskData("folder", source, channels, image_size, order, train, test, available)
+    return TaskData("folder", source, channels, image_size, order, train, test, found.classes)
 
 
 def _lsun_extra(data_dir: Path) -> list[str]:

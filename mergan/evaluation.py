@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError, load_generator
+from .checkpoints import CheckpointError, WriteError, load_generator
 from .classifier import (ARCHS, MAX_PER_CLASS, REVERSE_PER_CLASS, EvaluationError, Evaluator, default_arch,
                          evaluator_data, find_or_train_classifier, load_classifier, rate, stack, train_classifier)
 from .data import ASSETS, DataError
 from .metrics import PRDC_K, frechet_distance, generated_accuracy, inception_fid, prdc, reverse_accuracy
 from .pictures import SEED as PICTURE_SEED, write_pictures
 from .records import EvaluatorInfo, Metrics, RecordError, RunRecord, Scores, TaskMeta, TaskScores, Variety
-from .runs import RunFolder
+from .runs import FolderBusy, RunFolder
 from .sampling import sample
 from .tables import metrics_text
 
@@ -226,14 +226,28 @@ def evaluate_run_cli(args) -> int:
         print("error: --test needs --out RUN, the run folder to evaluate", file=sys.stderr)
         return 1
     device = "cuda" if torch.cuda.is_available() and not getattr(args, "cpu", False) else "cpu"
+    run = RunFolder(args.out)
     try:
-        m = evaluate_run(args.out, eval_samples=args.eval_samples, seed=args.seed, device=device,
-                         data_dir=args.data_dir, lsun_cap=args.lsun_cap, classifier=getattr(args, "classifier", None),
-                         classifier_epochs=getattr(args, "classifier_epochs", None),
-                         inception_weights=getattr(args, "inception_weights", None))
-    except (EvaluationError, CheckpointError, DataError, RecordError, OSError) as e:
+        with run.writing():   # one writer: not while it trains
+            m = evaluate_run(args.out, eval_samples=args.eval_samples, seed=args.seed, device=device,
+                             data_dir=args.data_dir, lsun_cap=args.lsun_cap,
+                             classifier=getattr(args, "classifier", None),
+                             classifier_epochs=getattr(args, "classifier_epochs", None),
+                             inception_weights=getattr(args, "inception_weights", None))
+    except WriteError as e:
+        print(f"error: {e.retry('run the same command again')}", file=sys.stderr)
+        return 1
+    except (EvaluationError, CheckpointError, DataError, RecordError, FolderBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"error: cannot use {e.filename or run.path}: {e.strerror or e}; make the run folder writable, or copy "
+              f"it somewhere writable and evaluate the copy", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {run.metrics_path.name} was not written: run the same command again",
+              file=sys.stderr)
+        return 130
     print(metrics_text(m))
     print(f"wrote {RunFolder(args.out).metrics_path} and the pictures in {m.seconds:.0f} s")
     return 0
@@ -277,6 +291,9 @@ def main(argv=None) -> int:
     except (EvaluationError, DataError, CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; no evaluator was saved: run the same command again", file=sys.stderr)
+        return 130
     m = ev.meta
     print(f"test accuracy: {100 * m['test_accuracy']:.2f}% on {m['test_images']} real {m['test_split']} images "
           f"({m['dataset']}, {m['train_images']} training images; {m['epochs']} epochs chosen on "

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .records import MAX_CLASSES
+
 ARCHS = ("dcgan32", "resnet64")
 
 
@@ -253,6 +255,26 @@ class ReplayGenerator(nn.Module):
         return out
 
 
+# Sane bounds for the sizes of a model's constructor arguments, checked before anything is built from them (a
+# crafted file must not make the loader allocate gigabytes): the widest known model is LSUN's (dim 64, z 128).
+MODEL_BOUNDS = {"z_dim": (1, 4096), "n_classes": (1, MAX_CLASSES), "dim": (1, 1024), "channels": (1, 4),
+                "seen": (1, MAX_CLASSES)}
+
+
+def model_problem(model, deliverable: str = "generator") -> str | None:
+    """What is wrong with a model's constructor arguments (``model_config``'s, with ``seen`` for DGR's
+    generator+solver), or None: a known architecture and integer sizes within ``MODEL_BOUNDS``."""
+    if not isinstance(model, dict) or not isinstance(model.get("arch"), str) or model["arch"] not in ARCHS:
+        return f"'model' names no known architecture ({', '.join(ARCHS)})"
+    for key, (lo, hi) in MODEL_BOUNDS.items():
+        if key == "seen" and deliverable != "generator+solver":
+            continue
+        value = model.get(key)
+        if type(value) is not int or not lo <= value <= hi:
+            return f"'model.{key}' is {str(value)[:40]!r}, not an integer in [{lo}, {hi}]"
+    return None
+
+
 def model_config(arch: str, *, channels: int, n_classes: int = 10, dim: int | None = None,
                  z_dim: int = 128) -> dict:
     """The constructor arguments of a generator/critic pair; stored in every checkpoint's metadata."""
@@ -261,6 +283,35 @@ def model_config(arch: str, *, channels: int, n_classes: int = 10, dim: int | No
     if dim is None:
         dim = 32 if arch == "dcgan32" else 64
     return {"arch": arch, "z_dim": z_dim, "n_classes": max(10, n_classes), "dim": dim, "channels": channels}
+
+
+def with_labels(cfg: dict, n_labels: int) -> dict:
+    """The model with room for ``n_labels`` conditioning labels: its ``n_classes`` grown if it has fewer, never
+    shrunk. A run sizes its label tables when it starts (``config.resolve``); a run extended with more classes
+    than that grows them (``grow_state``)."""
+    return {**cfg, "n_classes": max(cfg["n_classes"], n_labels)}
+
+
+def grow_state(saved: dict, target: dict, added: int = 0) -> dict:
+    """``saved``, a state dict of a network with ``added`` fewer labels, fitted to ``target`` (the same network's
+    state dict): every tensor whose label dimension grew (by exactly ``added``, in one dimension) keeps its old
+    entries and takes the new ones from ``target`` (a freshly initialised network: conditional batch norm's
+    scale 1 and offset 0, the auxiliary classifier's new rows, ResNet's new one-hot columns of ``fc``). Tensors
+    of the same shape are taken as saved. Raises ``ValueError`` naming a tensor that is missing or of another
+    shape."""
+    out = {}
+    for k, t in target.items():
+        s = saved.get(k)
+        grew = None if s is None else [b - a for a, b in zip(s.shape, t.shape)]
+        if s is None or s.dim() != t.dim() or sorted(grew) not in ([0] * t.dim(), [0] * (t.dim() - 1) + [added]):
+            raise ValueError(f"{k}: {None if s is None else tuple(s.shape)} does not fit {tuple(t.shape)}")
+        if s.shape == t.shape:
+            out[k] = s
+        else:
+            grown = t.detach().clone().to(s.dtype)
+            grown[tuple(slice(0, n) for n in s.shape)] = s
+            out[k] = grown
+    return out
 
 
 def build_generator(cfg: dict) -> nn.Module:

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 FORMAT_VERSION = 2   # of config.json, task files and state.pt; version 1 (mergan 0.1) converts with UPGRADE
 UPGRADE = "python -m mergan.runs upgrade"
+MAX_CLASSES = 1000       # classes of one run: what its networks' label tables may hold (models.MODEL_BOUNDS)
+MAX_CLASS_NAME = 200     # characters of a class name
 
 
 class RecordError(ValueError):
@@ -53,8 +55,8 @@ def need(d: dict, key: str, kind, where: str, *, lo=None, hi=None, optional: boo
 
 def names(values, where: str, key: str, hi: int = 10_000) -> list[str]:
     """A list of distinct, non-empty class names."""
-    if not isinstance(values, list) or not 1 <= len(values) <= hi or not all(isinstance(v, str) and 0 < len(v)
-                                                                             <= 200 for v in values):
+    if not isinstance(values, list) or not 1 <= len(values) <= hi or not all(
+            isinstance(v, str) and 0 < len(v) <= MAX_CLASS_NAME for v in values):
         raise RecordError(f"{where}: field {key!r} must be a list of 1 to {hi} class names")
     if len(set(values)) != len(values):
         raise RecordError(f"{where}: field {key!r} repeats a class")
@@ -324,6 +326,7 @@ class TrainingState:
     rng: list                      # one random-number state per process
     strategy: dict                 # the strategy's own tensors (EWC's Fisher and anchor)
     scaler: dict | None            # fp16's loss scaler
+    drawn: list | None = None      # per process: the fingerprint of the real batches it drew in this task
     format_version: int = FORMAT_VERSION
 
     @property
@@ -345,7 +348,15 @@ class TrainingState:
                    need(d, "G", dict, where), need(d, "D", dict, where), need(d, "G_ema", dict, where, optional=True),
                    need(d, "opt_G", dict, where, optional=True), need(d, "opt_D", dict, where, optional=True),
                    need(d, "rng", list, where, lo=1, hi=4096), need(d, "strategy", dict, where),
-                   need(d, "scaler", dict, where, optional=True))
+                   need(d, "scaler", dict, where, optional=True), _drawn(d, where))
+
+
+def _drawn(d, where) -> list[str] | None:
+    drawn = need(d, "drawn", list, where, lo=1, hi=4096, optional=True)
+    if drawn is not None and (len(drawn) != len(d["rng"]) or not all(isinstance(x, str) and len(x) <= 64
+                                                                      for x in drawn)):
+        raise RecordError(f"{where}: field 'drawn' must hold one fingerprint per process")
+    return drawn
 
 
 # ----------------------------------------------------------------------------------------------- metrics

@@ -10,14 +10,20 @@ start, resume or extend a run.
     RUN/live.safetensors        what the run needs to keep learning live (``live.export``)
     RUN/logs/                   tracker logs (TensorBoard)
     RUN/README.md               the model card (``card.write_card``), what the Hub shows of a pushed run
+    RUN/.lock, RUN/.writer      the one writer's lock (``RunFolder.writing``) and, while held, who holds it
 
     python -m mergan.runs upgrade RUN [--data-dir DIR]   # a run folder of mergan 0.1 (format 1) to this format
 """
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import socket
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +33,12 @@ from .records import RecordError, RunRecord, StrategyInfo, TaskMeta, TrainingSta
 
 TASK_FILE = re.compile(r"task_(\d+)\.safetensors")
 MAX_RECORD = 4 << 20   # bytes: config.json and metrics.json are a few kB; a larger one is not read
+LOCK, WRITER = ".lock", ".writer"   # the lock file stays (empty); .writer only while the lock is held
+TRACKER_LOGS = "events.out.tfevents.*"   # what --tensorboard writes under RUN/logs, from the start on
+
+
+class FolderBusy(Exception):
+    """Another command is writing the run folder; the message says which (``RunFolder.writing``)."""
 
 
 def run_id(cfg: RunConfig) -> str:
@@ -181,6 +193,61 @@ class RunFolder:
     def write_metrics(self, metrics) -> None:
         atomic_write_text(self.metrics_path, json.dumps(metrics.to_dict(), indent=2) + "\n")
 
+    # ------------------------------------------------------------------------------------------ one writer
+    @contextmanager
+    def writing(self, command: str | None = None, create: bool = False):
+        """Hold the folder's one-writer lock while the block runs: an OS file lock (``filelock``) that the OS
+        releases when its process ends, however it ends, so a killed command never leaves it stuck. Raises
+        ``FolderBusy`` naming the holder (its process, machine, command and start) if another command holds it.
+        ``create``: make the folder if it is missing; else a missing folder is not locked (there is nothing in it
+        to write over; the command says it is missing)."""
+        from filelock import FileLock, Timeout
+
+        if not create and not self.path.is_dir():
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path / LOCK), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise FolderBusy(f"{self.path} is being written by {self.writer()}; wait until it ends (or stop it), "
+                             f"then run this command again") from None
+        try:
+            who = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                   "command": " ".join(command.split()) if command else " ".join([Path(sys.argv[0]).name,
+                                                                                   *sys.argv[1:]])}
+            atomic_write_text(self.path / WRITER, json.dumps(who) + "\n")
+            yield
+        finally:   # .writer exists only while held: a run folder's files do not depend on who wrote them
+            (self.path / WRITER).unlink(missing_ok=True)
+            lock.release()
+
+    def writer(self) -> str:
+        """Who holds the folder's lock, in words (from ``RUN/.writer``)."""
+        try:
+            w = json.loads((self.path / WRITER).read_text()[:4096])
+            return (f"process {int(w['pid'])} on {str(w['host'])[:80]} ({str(w['command'])[:200]}, since "
+                    f"{str(w['since'])[:20]})")
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another command"
+
+    def _unstarted(self, p: Path) -> bool:
+        """``p`` in the folder is what a start leaves before its first save: the lock, a temporary file, an empty
+        samples/, logs/ holding only the tracker's first events."""
+        if p.name in (LOCK, WRITER) or p.name.startswith(".") and p.name.endswith(".tmp"):
+            return True
+        if p == self.samples_path and p.is_dir():
+            return not any(p.iterdir())
+        if p == self.logs_path and p.is_dir():
+            return all(f.is_dir() or f.match(TRACKER_LOGS) for f in p.rglob("*"))
+        return False
+
+    def holds_no_run(self) -> bool:
+        """The folder is missing, empty, or holds only what a start leaves before its first save
+        (``_unstarted``): no run that anything could continue."""
+        return not self.path.is_dir() or all(self._unstarted(p) for p in self.path.iterdir())
+
     def remove_temp_files(self) -> None:
         """Delete the temporary files of writes that a killed process never finished (``checkpoints.atomic_write``
         names them ``.<target>.<random>.tmp``); finished files are never temporary."""
@@ -189,15 +256,29 @@ class RunFolder:
                 for tmp in folder.glob(".*.tmp"):
                     tmp.unlink(missing_ok=True)
 
-    def discard_unstarted(self, keep_folder: bool = False) -> None:
-        """Undo a start that failed before anything was saved: remove the folders it left empty (``config.json``
-        comes only with the first save, ``write_record_with``), so that the same command starts afresh. A folder
-        with a state or a task file is left alone."""
-        if self.state_path.exists() or self.task_files():
+    def discard_unstarted(self, keep_folder: bool = False, saved: bool = False) -> None:
+        """Undo a start that failed before it delivered anything, so that the next command starts afresh: the
+        folders it left, its tracker logs, and with ``saved`` (it failed on its data, which the user will
+        change: the run's identity with them) its ``config.json`` and ``state.pt`` too; the folder itself unless
+        ``keep_folder`` (it was there before). Called by the lock's holder; a folder with a task file is left
+        alone."""
+        if self.task_files():
             return
-        for folder in (self.samples_path, self.logs_path, *(() if keep_folder else (self.path,))):
+        if saved:
+            for f in (self.config_path, self.state_path):
+                f.unlink(missing_ok=True)
+        if self.has_config() or self.state_path.exists():
+            return
+        self.remove_temp_files()
+        if self.logs_path.is_dir() and self._unstarted(self.logs_path):   # only what this start wrote
+            shutil.rmtree(self.logs_path, ignore_errors=True)
+        if self.samples_path.is_dir() and self._unstarted(self.samples_path):
+            self.samples_path.rmdir()
+        if not keep_folder and self.holds_no_run():
+            for name in (WRITER, LOCK):   # the lock last: this process holds it until the folder is gone
+                (self.path / name).unlink(missing_ok=True)
             try:
-                folder.rmdir()   # only if empty
+                self.path.rmdir()
             except OSError:
                 pass
 
@@ -216,12 +297,12 @@ class RunFolder:
         if not self.has_config():
             if resume:
                 raise ValueError(f"nothing to resume in {out}: it holds no run; drop --resume to start one")
-            if out.exists() and any(out.iterdir()):
+            if not self.holds_no_run():
                 raise ValueError(f"--out {out} exists and is not a run folder; choose an empty or new folder")
             return None, None
         record = self.read_record()
         saved = record.config
-        why = cfg.mismatch(saved)
+        why = cfg.mismatch(saved, data=False)
         if why:
             raise ValueError(f"{out} holds a different run ({why}); use the same settings or another --out")
         state = self.read_state()
@@ -236,6 +317,14 @@ class RunFolder:
         if state.run_id != record.run_id:
             raise CheckpointError(f"{self.state_path} belongs to another run (id {state.run_id}, this run's is "
                                   f"{record.run_id}); restore this run's own state.pt, or train into another --out")
+        # The data of every class whose task has begun must be the same; a later class's may have changed (a bad
+        # file found and fixed before its task): nothing was trained on it yet.
+        begun = len(saved.classes) if one_task else state.tasks_done + (0 if state.task_done else 1)
+        trained = saved.data_source.subset(c for c in saved.classes[:begun] if c in saved.data_source.classes)
+        why = trained.differs(cfg.data_source)
+        if why:
+            raise ValueError(f"{out} holds a run trained on other data ({why}); restore those images, or train "
+                             f"into another --out")
         if one_task and len(cfg.classes) != len(saved.classes):
             raise ValueError("a joint run trains all its classes at once and cannot be extended; "
                              "use another --out for a joint run on more classes")
@@ -252,7 +341,9 @@ class RunFolder:
                 f"in task {state.task}, iteration {state.iteration}"
             raise ValueError(f"{out} holds an interrupted run ({where}); pass --resume to continue it, "
                              f"or choose another --out")
-        for t in ([] if one_task else range(state.task)):
+        for t in ([] if one_task else range(state.tasks_done)):
+            if t == state.task and undelivered:
+                continue   # --resume writes it
             if not self.task_path(t).is_file():
                 raise CheckpointError(f"{self.task_path(t)} is missing, but the run's state says that task is "
                                       f"done; restore it or start a new --out")
@@ -299,8 +390,8 @@ def upgrade(path: str | Path, data_dir: str | Path = "data") -> list[str]:
         write_safetensors(p, load_file(str(p)), {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                                                  **meta.to_strings()})
         done.append(f"{p}: metadata of format 2")
-    if run.state_path.is_file():
-        old = torch.load(run.state_path, map_location="cpu", weights_only=True)
+    old = torch.load(run.state_path, map_location="cpu", weights_only=True) if run.state_path.is_file() else {}
+    if "iter" in old:   # (converted already by an upgrade interrupted before config.json: it has "iteration")
         state = TrainingState(record.run_id, old["task"], old["iter"], old["task_done"], old["G"], old["D"],
                               old.get("G_ema"), old.get("opt_G"), old.get("opt_D"), old["rng"],
                               old.get("strategy", {}), old.get("scaler"))
@@ -322,11 +413,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         for r in args.runs:
-            for line in upgrade(r, args.data_dir):
-                print(line)
-    except (RecordError, CheckpointError, ValueError, OSError, KeyError) as e:
+            with RunFolder(r).writing(f"python -m mergan.runs upgrade {r}"):
+                for line in upgrade(r, args.data_dir):
+                    print(line)
+    except (RecordError, CheckpointError, ValueError, OSError, KeyError, FolderBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:   # every file is written whole (atomic): the rest converts on the next try
+        print("error: interrupted; run the same command again to convert the rest", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -147,6 +147,9 @@ class Strategy:
     def state_dict(self) -> dict:
         return {}
 
+    def grow(self, G, added: int) -> None:
+        """Fit the strategy's own tensors to a generator whose label tables grew by ``added`` (an extended run)."""
+
     def load_state_dict(self, state: dict) -> None:
         pass
 
@@ -362,6 +365,13 @@ class EWC(Strategy):
 
     def state_dict(self):
         return {"fisher": self.fisher, "anchor": self.anchor}
+
+    def grow(self, G, added):   # the new labels' weights carry no information about the old classes: Fisher 0
+        from .models import grow_state
+
+        params = {k: p.detach().float() for k, p in G.named_parameters() if k in self.fisher}
+        self.fisher = grow_state(self.fisher, {k: torch.zeros_like(p) for k, p in params.items()}, added)
+        self.anchor = grow_state(self.anchor, params, added)
 
     def load_state_dict(self, state):
         self.fisher = dict(state.get("fisher", {}))

@@ -24,11 +24,11 @@ from tqdm.auto import tqdm
 
 from . import graphs
 from .batches import BatchStream
-from .checkpoints import load_generator, save_generator, save_state
+from .checkpoints import CheckpointError, load_generator, save_generator, save_state
 from .config import RunConfig
 from .data import TaskData
 from .losses import aux_classifier_loss, game
-from .models import build_critic, build_generator
+from .models import build_critic, build_generator, grow_state, with_labels
 from .records import RunRecord, TaskMeta, TrainingState
 from .runs import RunFolder, run_id
 from .sampling import class_grid, save_png
@@ -84,13 +84,15 @@ class Trainer:
         self.device = accelerator.device
         self.batch_size = cfg.batch_size
         self.reduce_replay = cfg.model["arch"] == "dcgan32"  # digits share one replay batch (REDUCE_BATCH)
+        self.model = with_labels(cfg.model, len(cfg.classes))   # an extended run's label tables grow
         torch.manual_seed(cfg.seed)
-        self.G_raw = build_generator(cfg.model)
-        self.D_raw = build_critic(cfg.model)
+        self.G_raw = build_generator(self.model)
+        self.D_raw = build_critic(self.model)
         self.G_ema = None
         if cfg.ema:
-            self.G_ema = build_generator(cfg.model).requires_grad_(False)
+            self.G_ema = build_generator(self.model).requires_grad_(False)
             self.G_ema.load_state_dict(self.G_raw.state_dict())
+        self.added_labels = 0   # labels the weights started from lacked (``load_weights``)
         if weights is not None:
             self.load_weights(weights)
         self.capture, self.step_line = graphs.plan(self.device, accelerator.num_processes,
@@ -109,13 +111,28 @@ class Trainer:
             self.G_ema.to(self.device)
         self.opt_G = self.opt_D = None
         self.ctx: Context | None = None
+        self.stream: BatchStream | None = None   # the current task's real batches
         self._config_saved = False
 
     def load_weights(self, weights: Weights) -> None:
-        self.G_raw.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.G.items()})
-        self.D_raw.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.D.items()})
+        """Start from ``weights``; those of a run with fewer labels grow into this one's (``models.grow_state``:
+        the learned entries unchanged, the new labels' as initialised)."""
+        saved = weights.D.get("classifier.bias")   # one entry per label
+        added = self.model["n_classes"] - (len(saved) if saved is not None else 0)
+
+        def fit(module, state):
+            state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+            try:
+                module.load_state_dict(grow_state(state, module.state_dict(), added))
+            except (ValueError, RuntimeError) as e:
+                raise CheckpointError(f"the saved weights do not fit this run's networks ({str(e)[:120]}); restore "
+                                      f"the run's own state.pt, or train into another --out") from None
+
+        self.added_labels = added
+        fit(self.G_raw, weights.G)
+        fit(self.D_raw, weights.D)
         if self.G_ema is not None and weights.G_ema is not None:
-            self.G_ema.load_state_dict(weights.G_ema)
+            fit(self.G_ema, weights.G_ema)
 
     # ------------------------------------------------------------------------------------------ helpers
     def noise(self, n: int) -> torch.Tensor:
@@ -147,7 +164,7 @@ class Trainer:
         return Context(task=t, G_raw=self.G_raw, G=self.G, G_out=self.G_out, D_raw=self.D_raw, D=self.D,
                        noise=self.noise, labels=self.labels, autocast=self.autocast, rng=self.rng,
                        device=self.device, batch_size=self.batch_size, reduce_replay=self.reduce_replay,
-                       game=self.game, model=self.cfg.model, load_generator=self._previous,
+                       game=self.game, model=self.model, load_generator=self._previous,
                        reduce_mean=self.reduce_mean, replay_batch=self.cfg.replay_batch)
 
     def _ctx(self, t: int) -> Context:
@@ -219,7 +236,7 @@ class Trainer:
         return loss.detach()
 
     def task_steps(self, t: int, iters: int, start_iter: int = 0, *, save: bool = True,
-                   optimizers: tuple[dict, dict] | None = None) -> Iterator[Step]:
+                   optimizers: tuple[dict, dict] | None = None, drawn: str = "") -> Iterator[Step]:
         """Run task ``t`` from iteration ``start_iter`` to ``iters`` (generator updates), yielding a ``Step`` after
         every iteration: the task's set-up (fresh optimisers, or ``optimizers``' states when resuming; the
         strategy's ``begin_task``; the batch stream), iteration 0 critic-only, ``critic_iters`` critic updates per
@@ -236,8 +253,9 @@ class Trainer:
         self.strategy.begin_task(self.ctx)
         dataset, _ = self.strategy.task_data(self.data, cfg.classes, t)
         seed = cfg.seed * 1000 + t + 100_003 * acc.process_index
-        stream = BatchStream(dataset, cfg.batch_size, seed, start=start_iter * cfg.critic_iters,
-                             num_workers=0 if getattr(dataset, "in_memory", False) else LOADER_WORKERS)
+        stream = self.stream = BatchStream(dataset, cfg.batch_size, seed, start=start_iter * cfg.critic_iters,
+                                           num_workers=0 if getattr(dataset, "in_memory", False) else LOADER_WORKERS,
+                                           drawn=drawn)
         d_loss = g_loss = None
         self.graphs = None
         # CUDA graphs: the first iterations run eagerly, off the main stream, then the steps are captured
@@ -288,15 +306,15 @@ class Trainer:
     def _state(self, t: int, it: int, done: bool) -> TrainingState:
         from accelerate.utils import gather_object
 
-        rng_states = gather_object([self.rng.get_state()])
+        ranks = gather_object([(self.rng.get_state(), self.stream.drawn if self.stream else "")])
         scaler = getattr(self.acc, "scaler", None)
         return TrainingState(
             run_id=self.record.run_id, task=t, iteration=it, task_done=done,
             G=self.G_raw.state_dict(), D=self.D_raw.state_dict(),
             G_ema=self.G_ema.state_dict() if self.G_ema is not None else None,
             opt_G=None if done else self.opt_G.state_dict(), opt_D=None if done else self.opt_D.state_dict(),
-            rng=rng_states, strategy=self.strategy.state_dict(),
-            scaler=scaler.state_dict() if scaler is not None else None)
+            rng=[r for r, _ in ranks], strategy=self.strategy.state_dict(),
+            scaler=scaler.state_dict() if scaler is not None else None, drawn=[d for _, d in ranks])
 
     def _save_state(self, t: int, it: int, done: bool) -> None:
         state = self._state(t, it, done)  # every process joins the gather
@@ -334,6 +352,7 @@ class Trainer:
                                     f"{self.acc.num_processes}; resume it with the same number of processes")
             self.load_weights(Weights(state.G, state.D, state.G_ema))
             self.strategy.load_state_dict(state.strategy)
+            self.strategy.grow(self.G_raw, self.added_labels)
             self.strategy.to(self.device)
             self.rng.set_state(state.rng[self.acc.process_index])
             scaler = getattr(self.acc, "scaler", None)
@@ -349,15 +368,16 @@ class Trainer:
             if t < start_task:
                 continue
             resuming = state is not None and not state.task_done and t == state.task
-            self.run_task(t, iters, start_iter if resuming else 0,
-                          (state.opt_G, state.opt_D) if resuming else None)
+            self.run_task(t, iters, start_iter if resuming else 0, (state.opt_G, state.opt_D) if resuming else None,
+                          state.drawn[self.acc.process_index] if resuming and state.drawn else "")
 
-    def run_task(self, t: int, iters: int, start_iter: int = 0, optimizers: tuple[dict, dict] | None = None) -> None:
+    def run_task(self, t: int, iters: int, start_iter: int = 0, optimizers: tuple[dict, dict] | None = None,
+                 drawn: str = "") -> None:
         name = self.strategy.task_data(self.data, self.cfg.classes, t)[1]
         bar = tqdm(total=iters + 1, initial=start_iter, desc=f"task {t} ({name})", dynamic_ncols=True,
                    disable=not self.acc.is_local_main_process)
         try:
-            for step in self.task_steps(t, iters, start_iter, optimizers=optimizers):
+            for step in self.task_steps(t, iters, start_iter, optimizers=optimizers, drawn=drawn):
                 bar.update(1)
                 if step.logs:
                     bar.set_postfix({k: f"{v:.3f}" for k, v in step.logs.items()})

@@ -354,3 +354,57 @@ def test_folder_dataset_at_64_uses_vgg_and_a_held_out_split(tmp_path, monkeypatc
     assert ev.meta["train_images"] + ev.meta["validation_images"] == 22   # 24 less a tenth of each class
     assert ev.path == Path("classifiers") / cache_name(data, "vgg64")
     assert load_classifier(ev.path).run(torch.zeros(3, 3, 64, 64, dtype=torch.uint8))[1].shape == (3, 256)
+
+
+def test_a_full_disk_during_test_names_what_test_takes(tmp_path, capsys, cached, mnist_slice, monkeypatch):
+    import errno
+
+    from mergan import checkpoints
+
+    run = tmp_path / "ra"
+    _train_tiny(run, "ra", "3,0", mnist_slice, iters=1)
+    capsys.readouterr()
+    real = checkpoints.os.replace
+
+    def full(src, dst):
+        if str(dst).endswith((".png", ".gif", "metrics.json")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(checkpoints.os, "replace", full)
+    rc, err = _cli(capsys, "--out", str(run), "--eval-samples", "16")
+    assert rc == 1 and len(err) == 1 and "the disk is full" in err[0]
+    assert err[0].endswith("free some space, then run the same command again") and "--resume" not in err[0]
+    assert not (run / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_an_evaluator_is_retrained_when_the_folder_changes(tmp_path, caplog, monkeypatch):
+    """The cached evaluator is the one that learned these very images: after one changes, the evaluation says
+    why it trains another and scores with it, not with the old one."""
+    for name, channel in (("red", 0), ("blue", 2)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(12):
+            img = torch.full((32, 32, 3), 40 + i, dtype=torch.uint8)
+            img[:, :, channel] = 255
+            Image.fromarray(img.numpy()).save(tmp_path / "data" / name / f"{i}.png")
+    monkeypatch.chdir(tmp_path)   # the cache, classifiers/, is the working directory's
+    assert train.main(["--dataset", "folder", "--data-dir", "data", "--classes", "red", "--strategy", "sft",
+                       "--dim", "2", "--iters", "1", "--batch-size", "4", "--out", "run"]) == 0
+
+    def evaluate():
+        caplog.clear()
+        with caplog.at_level("INFO", logger="mergan"):
+            m = evaluation.evaluate_run("run", eval_samples=8, classifier_epochs=1, pictures=False, second=False)
+        assert Metrics.from_dict(json.loads(Path("run/metrics.json").read_text())).main == m.main
+        return m, caplog.text
+
+    first, _ = evaluate()
+    Image.new("RGB", (32, 32), (0, 255, 0)).save(tmp_path / "data" / "red" / "3.png")
+    changed, said = evaluate()
+    assert "evaluators there (folder-cnn32-" in said and "learned other images): training one" in said
+    assert "are not those the run trained on (the images of class red differ" in said
+    assert changed.main.path != first.main.path and Path(changed.main.path).is_file()
+    data = evaluator_data("folder", "data")
+    assert Path(changed.main.path).name == cache_name(data, "cnn32")
+    assert load_classifier(changed.main.path).meta["data_fingerprint"] == data.source.fingerprint

@@ -174,24 +174,21 @@ def test_full_disk_while_saving_says_so_and_keeps_files(finished, tmp_path, caps
 
 @pytest.mark.parametrize("field, value", [("dim", 10**7), ("dim", -1), ("dim", "abc"), ("n_classes", 10**10),
                                           ("channels", 2.5), ("arch", "vit")])
-def test_crafted_generator_metadata_refused_before_building(tmp_path, capsys, field, value):
-    from helpers import task_meta
+def test_crafted_generator_metadata_refused_before_building(finished, tmp_path, capsys, field, value):
+    from safetensors.torch import load_file
 
-    cfg = model_config("dcgan32", channels=1, dim=2)
-    path = tmp_path / "run" / "task_00.safetensors"
-    from mergan.records import RunRecord
-    from mergan.runs import RunFolder, run_id
+    from mergan.checkpoints import read_header, write_safetensors
 
-    meta = task_meta(cfg)
-    meta.run_id = run_id(meta.config)
-    RunFolder(path.parent).write_record(RunRecord(meta.config, meta.strategy, meta.run_id))
-    meta.model = {**cfg, field: value}   # the run's settings are sane; the file's own model is crafted
-    save_generator(path, build_generator(cfg), meta)
+    out = copy_run(finished, tmp_path / "run")
+    path = out / "task_00.safetensors"
+    raw = read_header(path, "mergan-generator", "", "")
+    raw["model"] = json.dumps({**json.loads(raw["model"]), field: value})   # the run's settings sane, its model not
+    write_safetensors(path, load_file(str(path)), raw)
     start = time.perf_counter()
     with pytest.raises(CheckpointError, match=f"model.{field}|architecture"):
         load_generator(path)
     assert time.perf_counter() - start < 1.0   # nothing of that size was built
-    assert train.main(["--test", "--out", str(path.parent)]) == 1
+    assert train.main(["--test", "--out", str(out)]) == 1
     one_error_line(capsys, "task_00.safetensors")
 
 
