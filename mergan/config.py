@@ -26,6 +26,8 @@ DEFAULTS = dict(
     ema=0.0,              # generator weights averaged with this decay deliver and replay (0: the raw generator)
     replay_batch=None,    # replays per step: digits share them among the old classes, LSUN per old class (None:
                           # the batch size, the original's REDUCE_BATCH sizing, mergan.py:276, 307)
+    replay_split=None,    # "shared" (one replay batch split among the old classes) or "per-class" (each old class
+                          # its own replay batch); None: the original's, shared on digits, per class on LSUN
     z_dim=128,            # gan32_model.py:117
     seed=0,
     ewc_lambda=1e9,       # paper section 4
@@ -52,16 +54,19 @@ PRESETS = {
     # the non-saturating loss with R1 on real images instead of WGAN-GP, one critic step per generator step (the
     # original's 5 steps, each with a double-backward penalty, count 3 to 5 times the FLOPs per update), Adam
     # betas (0.5, 0.99), lr 4e-4, R1's gamma 0.1 on every 4th critic step (lazy, weight x4), the weights' moving
-    # average (decay 0.995) delivered and replayed, width 16 and 1,500 updates per task; RA's lambda x3; 32
-    # replays per step instead of a batch of 64 (RA's lambda rescaled to keep its balance per replay).
+    # average (decay 0.995) delivered and replayed, width 16 and 1,500 updates per task; RA's lambda x3; 16
+    # replays per old class per step instead of one batch of 64 shared by them (RA's lambda rescaled to keep its
+    # balance per replay): with the original's sharing, RA's weight per old class falls as 1/t^2 and after ten
+    # tasks the old digits stay recognisable but alike (README, "Why RA lost variety").
     "quick": dict(iters={"mnist": 1500, "svhn": 1500, "lsun": 300, "folder": 1500}, dim=16, lr=4e-4,
                   beta1=0.5, beta2=0.99, critic_iters=1, loss="ns-r1", gp_weight=0.1, penalty_every=4,
-                  ema=0.995, replay_batch=32, ra_scale=3.0, save_every=100, log_every=20),
+                  ema=0.995, replay_batch=16, replay_split="per-class", ra_scale=3.0, save_every=100, log_every=20),
 }
 
 # The settings a preset may change besides the budget; the rest of DEFAULTS is the original's in every preset.
 TRAINING = ("batch_size", "lr", "beta1", "beta2", "critic_iters", "gp_weight", "loss", "penalty_every", "ema",
-            "replay_batch")
+            "replay_batch", "replay_split")
+REPLAY_SPLITS = ("shared", "per-class")
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,9 @@ SETTINGS = (
                                    "none (default: the preset's; paper 0)"),
     Setting("replay_batch", "--replay-batch", int, "replays per step, shared by the old classes on digits, per old "
                                                    "class on LSUN (default: the preset's; paper: the batch size)"),
+    Setting("replay_split", "--replay-split", str, "shared: the old classes share the replay batch; per-class: each "
+                                                   "old class gets one (default: the preset's; paper: shared on "
+                                                   "digits, per-class on LSUN)", REPLAY_SPLITS),
     Setting("ra_lambda", "--ra-lambda", float, "RA weight (default 1e-3, SVHN 1e-2, for batch 64: times 64/batch at "
                                                "another batch, times 3 in the quick preset)"),
     Setting("ewc_lambda", "--ewc-lambda", float, "EWC weight (default 1e9)"),
@@ -143,6 +151,7 @@ class RunConfig:
     penalty_every: int = DEFAULTS["penalty_every"]
     ema: float = DEFAULTS["ema"]
     replay_batch: int | None = DEFAULTS["replay_batch"]
+    replay_split: str | None = DEFAULTS["replay_split"]
     ra_lambda: float | None = None
     ewc_lambda: float = DEFAULTS["ewc_lambda"]
     save_every: int = DEFAULTS["save_every"]
@@ -152,7 +161,8 @@ class RunConfig:
     # Settings that must match for a run folder to be resumed or extended (classes may grow, data are compared
     # by content for the classes already learned).
     FIXED = ("dataset", "strategy", "iters", "model", "seed", "batch_size", "critic_iters", "lr", "beta1", "beta2",
-             "gp_weight", "loss", "penalty_every", "ema", "replay_batch", "ra_lambda", "ewc_lambda")
+             "gp_weight", "loss", "penalty_every", "ema", "replay_batch", "replay_split", "ra_lambda",
+             "ewc_lambda")
 
     def mismatch(self, saved: "RunConfig", data: bool = True) -> str | None:
         """Why a run folder's saved configuration cannot be continued with this one, or None (``data``: compare
@@ -210,6 +220,8 @@ def check(cfg: RunConfig) -> None:
     if cfg.replay_batch is not None and not 2 <= cfg.replay_batch <= MAX_BATCH:
         raise ValueError(f"--replay-batch must be between 2 (batch norm needs two samples) and {MAX_BATCH}, "
                          f"got {cfg.replay_batch}")
+    if cfg.replay_split is not None and cfg.replay_split not in REPLAY_SPLITS:
+        raise ValueError(f"--replay-split must be one of {', '.join(REPLAY_SPLITS)}, got {cfg.replay_split!r}")
     if cfg.save_every < 1 or cfg.log_every < 1:
         raise ValueError(f"--save-every must be at least 1, got {cfg.save_every}")
     for flag, value in (("--ra-lambda", cfg.ra_lambda), ("--ewc-lambda", cfg.ewc_lambda)):

@@ -210,8 +210,8 @@ def config_from_dict(d, where: str):
 
     kinds = {"dataset": str, "strategy": str, "iters": int, "model": dict, "seed": int, "batch_size": int,
              "critic_iters": int, "lr": float, "beta1": float, "beta2": float, "gp_weight": float, "loss": str,
-             "penalty_every": int, "ema": float, "replay_batch": int, "ra_lambda": float, "ewc_lambda": float,
-             "save_every": int, "log_every": int, "sample_seed": int}
+             "penalty_every": int, "ema": float, "replay_batch": int, "replay_split": str, "ra_lambda": float,
+             "ewc_lambda": float, "save_every": int, "log_every": int, "sample_seed": int}
     values = {}
     for f in fields(RunConfig):
         if f.name == "classes":
@@ -220,7 +220,7 @@ def config_from_dict(d, where: str):
             values["data_source"] = DataSource.from_dict(need(d, "data_source", dict, where), f"{where}.data_source")
         else:
             kind = kinds[f.name]
-            optional = f.name in ("replay_batch", "ra_lambda")
+            optional = f.name in ("replay_batch", "replay_split", "ra_lambda")
             v = need(d, f.name, (int, float) if kind is float else kind, where, optional=optional)
             values[f.name] = float(v) if kind is float and v is not None else v
     cfg = RunConfig(**values)

@@ -63,6 +63,7 @@ class Context:
     load_generator: Callable[[int], torch.nn.Module]  # the generator saved after task i, frozen
     reduce_mean: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # the mean over processes
     replay_batch: int | None = None             # replays per step (digits: shared; None: the batch size)
+    replay_shared: bool | None = None           # the old classes share replay_batch (None: as reduce_replay)
 
     @property
     def n_seen(self) -> int:
@@ -172,13 +173,16 @@ def replay_batch(ctx: Context):
     """Fresh noise and labels for the old classes 0..t-1, class by class in equal consecutive chunks: (z, y).
 
     Digits share one batch (``batch_size // t`` per class, ``mergan.py:276``); LSUN gives each old class a full
-    batch (``mergan.py:307``). ``ctx.replay_batch``, if set, takes the batch size's place. Generate it with
+    batch (``mergan.py:307``). ``ctx.replay_batch``, if set, takes the batch size's place;
+    ``ctx.replay_shared`` (the ``--replay-split`` setting) overrides the dataset's sharing: the ``quick`` preset
+    gives each old digit 16, so RA's weight per old class no longer falls as 1/t^2. Generate it with
     ``groups=t``: each class keeps its own batch statistics, as the original's one forward call per class, in one
     call.
     """
     t = ctx.task
     size = ctx.replay_batch or ctx.batch_size
-    n = max(2, size // t) if ctx.reduce_replay else size
+    shared = ctx.reduce_replay if ctx.replay_shared is None else ctx.replay_shared
+    n = max(2, size // t) if shared else size
     y = torch.arange(t, device=ctx.device).repeat_interleave(n)
     return ctx.noise(n * t), y
 

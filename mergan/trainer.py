@@ -165,7 +165,8 @@ class Trainer:
                        noise=self.noise, labels=self.labels, autocast=self.autocast, rng=self.rng,
                        device=self.device, batch_size=self.batch_size, reduce_replay=self.reduce_replay,
                        game=self.game, model=self.model, load_generator=self._previous,
-                       reduce_mean=self.reduce_mean, replay_batch=self.cfg.replay_batch)
+                       reduce_mean=self.reduce_mean, replay_batch=self.cfg.replay_batch,
+                       replay_shared=None if self.cfg.replay_split is None else self.cfg.replay_split == "shared")
 
     def _ctx(self, t: int) -> Context:
         if self.ctx is None or self.ctx.task != t:

@@ -99,6 +99,48 @@ def test_replay_batch_setting_takes_the_batch_sizes_place():
     assert torch.bincount(replay_batch(ctx)[1]).tolist() == [32, 32]
 
 
+def test_replay_split_overrides_the_datasets_sharing():
+    """``--replay-split per-class`` (the quick preset) gives each old digit the full replay batch; ``shared``
+    splits it on LSUN too."""
+    tr = Nets()
+    ctx = tr.ctx(4)
+    ctx.replay_batch, ctx.replay_shared = 16, False
+    assert torch.bincount(replay_batch(ctx)[1]).tolist() == [16, 16, 16, 16]
+    tr.reduce_replay = False
+    ctx = tr.ctx(4)
+    ctx.replay_batch, ctx.replay_shared = 16, True
+    assert torch.bincount(replay_batch(ctx)[1]).tolist() == [4, 4, 4, 4]
+
+
+class _Shifted(torch.nn.Module):
+    """A previous generator that draws the new one's image plus 0.1 everywhere: every replay's RA error is
+    1/2 * 0.01 * 1,024 pixels."""
+
+    def __init__(self, G):
+        super().__init__()
+        self.G = G
+
+    def forward(self, z, y, groups=1):
+        return self.G(z, y, groups=groups) + 0.1
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_ra_weight_per_old_class_falls_as_1_over_t_squared_only_when_shared(shared):
+    """The reason for the quick preset's per-class replays (README, "Why RA lost variety"): with the original's
+    shared batch RA's total weight is lambda * 64 / t, each old class's 64 / t^2; per class it stays put."""
+    tr = Nets()
+    s = make("ra", tr, lam=1.0)
+    s.old_G = _Shifted(tr.G)
+    per_replay = 0.5 * 0.01 * 32 * 32
+    for t in (1, 2, 4, 8):
+        ctx = tr.ctx(t)
+        ctx.replay_batch, ctx.replay_shared = 64 if shared else 16, shared
+        n = 64 // t * t if shared else 16 * t
+        got = s.generator_terms(ctx).item()
+        assert got == pytest.approx(per_replay * n / t, rel=1e-3)
+        assert got == pytest.approx(per_replay * (64 // t if shared else 16), rel=1e-3)
+
+
 def test_ra_lambdas_as_paper():
     assert RA_LAMBDA["mnist"] == 1e-3 and RA_LAMBDA["svhn"] == 1e-2 and RA_LAMBDA["lsun"] == 1e-3
     assert STRATEGIES["ra"](lam=0.5).lam == 0.5

@@ -205,7 +205,7 @@ def test_bad_input_one_clear_line(tmp_path, capsys, args, message):
     (["--preset", "paper"], 1e-4, 64, 1e-3),                         # the paper's values
     (["--preset", "paper", "--dataset", "svhn"], 1e-4, 64, 1e-2),
     (["--preset", "paper", "--batch-size", "32"], 1e-4, 32, 2e-3),   # the summed RA term keeps its balance
-    (["--preset", "quick"], 4e-4, 64, 6e-3),                         # the CPU-sized preset: x3, and x2 for 32 replays
+    (["--preset", "quick"], 4e-4, 64, 1.2e-2),                       # the CPU-sized preset: x3, and x4 for 16 replays
     (["--preset", "quick", "--ra-lambda", "1e-3", "--lr", "1e-4"], 1e-4, 64, 1e-3),  # explicit values win
 ])
 def test_preset_settings(args, lr, batch, ra_lambda):
@@ -235,12 +235,15 @@ def test_paper_preset_is_the_original_game_and_quick_its_measured_departures():
     quick = _config("--preset", "quick")
     assert (quick.loss, quick.critic_iters, quick.beta1, quick.beta2, quick.gp_weight, quick.penalty_every,
             quick.ema, quick.iters, quick.model["dim"]) == ("ns-r1", 1, 0.5, 0.99, 0.1, 4, 0.995, 1500, 16)
-    assert (paper.replay_batch, quick.replay_batch) == (None, 32)   # the original: one batch of replays
+    # the original: one batch of replays shared by the old digits; quick: 16 for each old digit
+    assert (paper.replay_batch, paper.replay_split, quick.replay_batch, quick.replay_split) == (
+        None, None, 16, "per-class")
     # every setting can be set back to the original's from the command line
     back = _config("--preset", "quick", "--loss", "wgan-gp", "--critic-iters", "5", "--betas", "0,0.9",
                    "--penalty-weight", "10", "--penalty-every", "1", "--ema", "0")
     assert (back.loss, back.critic_iters, back.beta1, back.beta2, back.gp_weight, back.penalty_every,
             back.ema) == ("wgan-gp", 5, 0.0, 0.9, 10.0, 1, 0.0)
+    assert _config("--preset", "quick", "--replay-split", "shared").replay_split == "shared"
 
 
 def test_command_line_error_exit_code(tmp_path):
