@@ -78,13 +78,21 @@ def _short_name(exp: Experiment | None, strategy: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ side by side
+def reference(exp: Experiment | None) -> str | None:
+    """The left panel's strategy: the forgetting one (SFT) where the experiment has it, else the upper bound or a
+    baseline (an experiment of MeRGAN and joint training runs only, such as the shipped 10-task runs)."""
+    if exp is None:
+        return None
+    return exp.first("lower bound") or exp.first("upper bound", "baseline")
+
+
 def verdicts(exp: Experiment | None, task, class_name, variant=None, seed=0) -> tuple[str, str]:
     """A heading for each panel: the strategy, and what its generator draws when asked for the class, scored by
     the evaluator on 64 samples of this seed (the first ones are those shown)."""
     checked, error = _check(exp, task, class_name, 1, seed)
     learned = not error and checked[1] <= checked[0]
     heads = []
-    for s in (exp.first("lower bound") if exp else None, variant or (default_variant(exp) if exp else None)):
+    for s in (reference(exp), variant or (default_variant(exp) if exp else None)):
         v = verdict(exp, s, checked[0], class_name, checked[3]) if learned and s else None
         heads.append(f"### {_short_name(exp, s)}" + (f"\n**{v}**" if v is not None else ""))
     return heads[0], heads[1]
@@ -143,7 +151,7 @@ def side_by_side(exp: Experiment | None, task, class_name, variant=None, n=16, s
         return None, None, f"⚠️ {error}"
     task, label, n, seed = checked
     variant = str(variant or default_variant(exp)).lower()
-    lower = exp.first("lower bound")
+    lower = reference(exp)
     if label > task:
         return None, None, (f"⚠️ Class {class_name} is learned in task {label}; {_task_label(exp, task)} the "
                             f"generators have seen only {', '.join(exp.classes[: task + 1])}. Pick "
@@ -158,7 +166,7 @@ def side_by_side(exp: Experiment | None, task, class_name, variant=None, n=16, s
     info = (f"Seed **{seed}**: {n} sample(s) of class **{class_name}** {_task_label(exp, task)}, the same noise for "
             f"{_short_name(exp, lower)} and {_short_name(exp, variant)}.")
     run = exp.runs.get(variant)
-    if task > label and not notes:
+    if task > label and not notes and lower == exp.first("lower bound"):
         keeps = "replays it with its previous generator" if run and run.info.replays else "tries to keep it"
         info += (f" Class {class_name} was learned {task - label} task(s) ago: {_short_name(exp, lower)} has since "
                  f"been trained only on newer classes, {_short_name(exp, variant)} {keeps}.")
@@ -181,7 +189,7 @@ def compare(exp: Experiment | None, task, class_name, variant=None, n=16, seed=0
     a, b, info = side_by_side(exp, task, class_name, variant, n, seed)
     heads = verdicts(exp, task, class_name, variant, seed)
     alts = []
-    for image, strategy, head in ((a, exp.first("lower bound") if exp else None, heads[0]),
+    for image, strategy, head in ((a, reference(exp), heads[0]),
                                   (b, variant or (default_variant(exp) if exp else None), heads[1])):
         if image is None:
             alts.append("")

@@ -263,6 +263,17 @@ def test_shipped_runs_verdicts_say_what_each_panel_draws():
     assert demo_app.verdicts(exp, 4, "0", "ra", -5) == ("### SFT", "### MeRGAN-RA")
 
 
+def test_shipped_ten_task_runs_compare_mergan_with_joint_training():
+    """The 10-task final generators (no SFT run among them) form their own experiment: the left panel is joint
+    training, the upper bound, and every panel draws after the tenth task."""
+    exp = demo_app.discover(demo_app.DEFAULT_RUNS).experiments[1]
+    assert exp.classes == [str(i) for i in range(10)] and sorted(exp.runs) == ["joint", "jtr", "ra"]
+    left, right, info = demo_app.side_by_side(exp, 9, "3", "ra", 8, 0)
+    assert left is not None and right is not None and "⚠️" not in info and "Joint and MeRGAN-RA" in info
+    heads = demo_app.verdicts(exp, 9, "3", "ra", 0)
+    assert heads[0].startswith("### Joint\n**draws 3s") and heads[1].startswith("### MeRGAN-RA\n**draws 3s")
+
+
 def test_examples_one_click_away_on_the_shipped_runs():
     exp = demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0]
     labels = [label for label, _ in demo_app.examples(exp)]
