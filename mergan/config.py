@@ -49,7 +49,7 @@ PAPER_ITERS = {"mnist": 4000, "svhn": 8000, "lsun": 20000, "folder": 4000}
 PRESETS = {
     "paper": dict(iters=PAPER_ITERS, dim=None, save_every=500, log_every=50),
     "paper-8k": dict(iters={**PAPER_ITERS, "mnist": 8000}, dim=None, save_every=500, log_every=50),
-    # Sized for 2 CPU cores: MNIST, 5 tasks at the paper's accuracy in under 10 minutes (RA and JTR). Every
+    # Sized for 2 CPU cores: MNIST, 5 tasks at the paper's accuracy, RA in under 10 minutes. Every
     # departure from the original is measured in the README's ablation table (scripts/experiments.py):
     # the non-saturating loss with R1 on real images instead of WGAN-GP, one critic step per generator step (the
     # original's 5 steps, each with a double-backward penalty, count 3 to 5 times the FLOPs per update), Adam
