@@ -189,7 +189,7 @@ def summary(out: Path, names) -> list[str]:
     """A line per run: training time, accuracy after its last task by each evaluator and by the lower of the two,
     the lowest class, reverse accuracy, mean and lowest recall, FID, and each class's accuracy (lower of the two)."""
     lines = [f"{'run':<28}{'train s':>8}{'main':>7}{'second':>7}{'both':>7}{'min cls':>8}{'rev':>6}{'recall':>7}"
-             f"{'min rec':>8}{'FID':>7}  per class (both)"]
+             f"{'min rec':>8}{'FID':>8}  per class (both)"]
     for name in names:
         try:
             m = _metrics(out / name)
@@ -203,7 +203,7 @@ def summary(out: Path, names) -> list[str]:
                      f"{100 * last.second.average if last.second else float('nan'):>7.1f}"
                      f"{100 * last.strict.average:>7.1f}{100 * last.strict.lowest()[1]:>8.1f}"
                      f"{100 * v.reverse_accuracy:>6.1f}{v.mean('recall') or float('nan'):>7.2f}"
-                     f"{low[1] if low else float('nan'):>8.2f}{m.fid['overall'] or float('nan'):>7.1f}  "
+                     f"{low[1] if low else float('nan'):>8.2f}{m.fid['overall'] or float('nan'):>8.1f}  "
                      + " ".join(f"{100 * x:.0f}" for x in last.strict.per_class.values())
                      + ("" if wall.get("complete") else f"  (stopped after task {last.task})"))
     return lines

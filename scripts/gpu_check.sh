@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 results=${1:-${OUT:-gpu-results}}
 budget=${2:-330}
 mkdir -p "$results"
+results=$(cd "$results" && pwd)   # absolute: the packing below runs inside paper-runs/
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 py=${PYTHON:-python3}
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -48,11 +49,11 @@ $py scripts/experiments.py paper --out paper-runs --jobs "$jobs" --device "$devi
   --eval-samples "$evals" --extra "${tiny[*]}" 2>&1 | tee "$results/paper.txt" | tail -n 20
 
 # What comes back: every run's metrics and grids, and the final task file of each (RA's and JTR's are shipped).
-( cd paper-runs && tar czf "../$results/paper-t5.tgz" logs summary-paper.txt \
+( cd paper-runs && tar czf "$results/paper-t5.tgz" logs summary-paper.txt \
     $(ls -d paper-*-t5 2>/dev/null | while read r; do
         echo "$r/config.json" "$r/metrics.json" "$r/forgetting_grid.png" "$r/samples"
         ls "$r"/task_*.safetensors 2>/dev/null | tail -n 1; done) 2>/dev/null
-  tar czf "../$results/paper-t10.tgz" \
+  tar czf "$results/paper-t10.tgz" \
     $(ls -d paper-*-t10 2>/dev/null | while read r; do
         echo "$r/config.json" "$r/metrics.json" "$r/forgetting_grid.png" "$r/samples"
         ls "$r"/task_*.safetensors 2>/dev/null | tail -n 1; done) 2>/dev/null )
