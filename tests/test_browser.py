@@ -134,6 +134,8 @@ NO_ALT_JS = ("() => [...document.querySelectorAll('img')].filter(i => !(i.alt ||
 def pick(page, elem_id: str, option: str):
     page.locator(f"#{elem_id} input").click()
     page.get_by_role("option", name=option, exact=True).click()
+    # The list closes after the pick; the next dropdown opened before it is gone would show two lists at once.
+    page.wait_for_function("() => !document.querySelector('[role=option]')")
 
 
 def new_image(page, elem_id: str, src: str):
