@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .checkpoints import CheckpointError, atomic_write_text
 from .config import PRESETS, SETTINGS, RunConfig
-from .records import Metrics, RecordError, RunRecord
+from .records import RecordError, RunRecord
+from .scores import Metrics
 from .runs import RunFolder
 from .tables import number, percent, render, run_rows
 

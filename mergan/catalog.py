@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from .checkpoints import CheckpointError, load_generator
-from .records import Metrics, RecordError, RunRecord, StrategyInfo
+from .records import RecordError, RunRecord, StrategyInfo
+from .scores import Metrics
 from .runs import RunFolder, hub_blob
 
 log = logging.getLogger("mergan.demo")

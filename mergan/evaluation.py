@@ -7,7 +7,7 @@
 The original scores a generator with a classifier pretrained on real data (``mergan.py:200-229``): 6,400
 images of every class seen so far, the accuracy of each class, and their unweighted mean (Table 1, and Table
 2's "Acc."). Accuracy says a class is recognisable, not that it is drawn in many ways, so the final generator's
-variety is measured too, per class, beside real-against-real ceilings (``records.Variety``). The evaluators are
+variety is measured too, per class, beside real-against-real ceilings (``scores.Variety``). The evaluators are
 in ``mergan.classifier``, the metrics in ``mergan.metrics``, the pictures in ``mergan.pictures``, the tables
 in ``mergan.tables``; this module runs them over a run folder's tasks and writes ``metrics.json``.
 """
@@ -27,7 +27,8 @@ from .classifier import (ARCHS, MAX_PER_CLASS, REVERSE_PER_CLASS, EvaluationErro
 from .data import ASSETS, DataError
 from .metrics import PRDC_K, frechet_distance, generated_accuracy, inception_fid, prdc, reverse_accuracy
 from .pictures import SEED as PICTURE_SEED, write_pictures
-from .records import EvaluatorInfo, Metrics, RecordError, RunRecord, Scores, TaskMeta, TaskScores, Variety
+from .records import RecordError, RunRecord, TaskMeta
+from .scores import EvaluatorInfo, Metrics, Scores, TaskScores, Variety
 from .runs import FolderBusy, RunFolder
 from .sampling import sample
 from .tables import metrics_text

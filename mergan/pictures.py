@@ -74,7 +74,7 @@ def forgetting_frames(samples: list[dict], classes: list[str], columns: list[str
 
 
 def accuracy_plot(path: Path, tasks: list, classes: list[str], title: str) -> None:
-    """Each class's accuracy after every checkpoint (``records.TaskScores``, the main evaluator's), and the
+    """Each class's accuracy after every checkpoint (``scores.TaskScores``, the main evaluator's), and the
     average over classes seen so far."""
     import matplotlib
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .checkpoints import CheckpointError, atomic_write_text
 from .config import DEFAULTS, PAPER_ITERS
-from .records import Metrics, RecordError
+from .records import RecordError
+from .scores import Metrics
 from .runs import RunFolder
 from .tables import comparison_rows, percent, render
 

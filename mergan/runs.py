@@ -5,7 +5,7 @@ start, resume or extend a run.
     RUN/task_XX.safetensors     the generator delivered after task XX (``checkpoints.save_generator``)
     RUN/state.pt                the resumable training state (``records.TrainingState``)
     RUN/samples/task_XX.png     a sample grid of every class seen after task XX
-    RUN/metrics.json            the evaluation (``records.Metrics``, written by ``evaluation.evaluate_run``)
+    RUN/metrics.json            the evaluation (``scores.Metrics``, written by ``evaluation.evaluate_run``)
     RUN/forgetting_grid.png, forgetting.gif, accuracy.png    the evaluation's pictures (``pictures``)
     RUN/live.safetensors        what the run needs to keep learning live (``live.export``)
     RUN/logs/                   tracker logs (TensorBoard)
@@ -184,8 +184,8 @@ class RunFolder:
         return self.metrics_path.is_file()
 
     def read_metrics(self):
-        """The evaluation (``records.Metrics``); raises ``RecordError`` if unusable."""
-        from .records import Metrics
+        """The evaluation (``scores.Metrics``); raises ``RecordError`` if unusable."""
+        from .scores import Metrics
 
         fix = f"evaluate the run again: python train.py --test --out {self.path}"
         return Metrics.from_dict(self._json(self.metrics_path, fix), str(self.metrics_path))

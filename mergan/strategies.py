@@ -12,9 +12,7 @@ sees the trainer). Read side by side the strategies are the columns of the paper
 index of the current task, which is also the number of classes already learned; old class i is conditioning
 label i.
 
-Replays are regenerated at every step from fresh noise; nothing is stored. On digits (the 32x32 model) one
-batch of 64 replays is shared by the old classes (64 // t each); on LSUN (64x64) each old class gets a full
-batch (``mergan.py:276, 307``). Each class is normalised with its own batch statistics (``groups``).
+Replays are regenerated at every step from fresh noise; nothing is stored (how many: ``replay_batch``).
 """
 from __future__ import annotations
 
@@ -172,12 +170,11 @@ class Replaying(Strategy):
 def replay_batch(ctx: Context):
     """Fresh noise and labels for the old classes 0..t-1, class by class in equal consecutive chunks: (z, y).
 
-    Digits share one batch (``batch_size // t`` per class, ``mergan.py:276``); LSUN gives each old class a full
-    batch (``mergan.py:307``). ``ctx.replay_batch``, if set, takes the batch size's place;
-    ``ctx.replay_shared`` (the ``--replay-split`` setting) overrides the dataset's sharing: the ``quick`` preset
-    gives each old digit 16, so RA's weight per old class no longer falls as 1/t^2. Generate it with
-    ``groups=t``: each class keeps its own batch statistics, as the original's one forward call per class, in one
-    call.
+    Digits (the 32x32 model) share one batch (``batch_size // t`` per class, ``mergan.py:276``); LSUN gives each
+    old class a full batch (``mergan.py:307``). ``ctx.replay_batch``, if set, takes the batch size's place;
+    ``ctx.replay_shared`` (``--replay-split``) overrides the dataset's sharing: the ``quick`` preset gives each
+    old digit 16, so RA's weight per old class no longer falls as 1/t^2. Generate it with ``groups=t``: each
+    class keeps its own batch statistics, as the original's one forward call per class.
     """
     t = ctx.task
     size = ctx.replay_batch or ctx.batch_size

@@ -1,4 +1,4 @@
-"""Every table of an evaluation, from ``records.Metrics``: one run after ``train.py --test`` (``run_rows``), and
+"""Every table of an evaluation, from ``scores.Metrics``: one run after ``train.py --test`` (``run_rows``), and
 runs side by side in the paper's column order (``comparison_rows``: the report and the demo's numbers tab),
 each as rows of cells rendered as aligned text or as Markdown (``render``).
 
@@ -6,7 +6,7 @@ each as rows of cells rendered as aligned text or as Markdown (``render``).
 """
 from __future__ import annotations
 
-from .records import PRDC_KEYS, Metrics
+from .scores import PRDC_KEYS, Metrics
 
 
 def percent(fraction: float | None, digits: int = 1) -> str:

@@ -12,7 +12,7 @@ import train
 from mergan.card import command, evaluation, write_card
 from mergan.config import resolve
 from mergan.data import load_task_data
-from mergan.records import Metrics
+from mergan.scores import Metrics
 from mergan.runs import RunFolder, run_id
 from mergan.tables import percent
 

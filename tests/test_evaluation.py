@@ -16,7 +16,7 @@ from mergan.classifier import cache_name, evaluator_data, load_classifier, per_c
 from mergan.classifier import train_classifier
 from mergan.data import load_task_data
 from mergan.metrics import frechet_distance, generated_accuracy, prdc
-from mergan.records import Metrics
+from mergan.scores import Metrics
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +260,7 @@ def test_one_task_and_dgr_runs(tmp_path, cached, mnist_slice):
 def _metrics(strategy, run, averages, rev, recall, fid, dataset="mnist", second=None):
     """A Metrics as the evaluation writes it, with the given averages (every class at the average)."""
     from helpers import task_meta
-    from mergan.records import EvaluatorInfo, Scores, TaskScores, Variety
+    from mergan.scores import EvaluatorInfo, Scores, TaskScores, Variety
 
     classes = [str(c) for c in range(len(averages))]
     meta = task_meta({"arch": "dcgan32", "z_dim": 128, "n_classes": 10, "dim": 16, "channels": 1},
