@@ -10,6 +10,11 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="mergan-gradio-")
+# pytest-xdist runs the suite in several processes (pyproject's addopts): each gets its share of the cores, so
+# that they do not oversubscribe them (set before torch is imported; the commands tests start inherit it).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
 
 from pathlib import Path  # noqa: E402
 
