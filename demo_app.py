@@ -29,13 +29,13 @@ import torch
 from mergan.catalog import budget_note, discover
 from mergan.lesson import LIVE_EVERY, LIVE_UPDATES, Turns, lesson_choices, lesson_frames, lesson_plan, stopped_frame
 from mergan.serving import CSS, launch_kwargs, serving_folder
-from mergan.views import (MAX_SAMPLES, MAX_SEED, Comparison, about_text, class_choices, compare, default_variant,
-                          examples, noun, numbers, side_by_side, task_choices, timeline, timeline_alt,
+from mergan.views import (MAX_SAMPLES, MAX_SEED, Comparison, about_text, class_choices, compare, compare_label,
+                          default_variant, examples, noun, numbers, side_by_side, task_choices, timeline, timeline_alt,
                           variant_choices, verdict_help, verdicts)
 
 __all__ = ["build_demo", "serve", "main", "DEFAULT_RUNS", "CSS", "discover", "side_by_side", "verdicts", "timeline",
            "numbers", "compare", "respond", "budget_note", "task_choices", "class_choices", "variant_choices", "examples", "lesson_frames",
-           "lesson_choices"]
+           "lesson_choices", "compare_label"]
 
 log = logging.getLogger("mergan.demo")
 
@@ -120,7 +120,7 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
                                           elem_id="task", min_width=150)
                     class_dd = gr.Dropdown(class_choices(exp, last), value=exp.classes[0],
                                            label=f"{noun(exp).capitalize()} to draw", elem_id="class", min_width=150)
-                variant_dd = gr.Dropdown(variant_choices(exp), value=default_variant(exp), label="Compare SFT with",
+                variant_dd = gr.Dropdown(variant_choices(exp), value=default_variant(exp), label=compare_label(exp),
                                          elem_id="variant")
                 with gr.Accordion("Samples and seed", open=False, elem_id="advanced"):
                     with gr.Row():
@@ -191,7 +191,8 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
             task_u = keep if d.task is None else gr.update(choices=d.task_choices, value=d.task)
             class_u = (keep if d.class_choices is None else gr.update(choices=d.class_choices) if d.class_name is None
                        else gr.update(choices=d.class_choices, value=d.class_name))
-            variant_u = keep if d.variant is None else gr.update(choices=d.variant_choices, value=d.variant)
+            variant_u = keep if d.variant is None else gr.update(choices=d.variant_choices, value=d.variant,
+                                                                 label=compare_label(catalog.get(name)))
             ex_u = keep if d.examples is None else gr.Dataset(samples=[[label] for label, _ in d.examples],
                                                               sample_labels=[label for label, _ in d.examples],
                                                               visible=bool(d.examples))

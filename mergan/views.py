@@ -86,6 +86,13 @@ def reference(exp: Experiment | None) -> str | None:
     return exp.first("lower bound") or exp.first("upper bound", "baseline")
 
 
+def compare_label(exp: Experiment | None) -> str:
+    """The label of the right panel's strategy picker: "Compare SFT with", or the left panel's strategy where the
+    experiment has no SFT run ("Compare Joint with")."""
+    left = reference(exp)
+    return f"Compare {_short_name(exp, left) if left else 'SFT'} with"
+
+
 def verdicts(exp: Experiment | None, task, class_name, variant=None, seed=0) -> tuple[str, str]:
     """A heading for each panel: the strategy, and what its generator draws when asked for the class, scored by
     the evaluator on 64 samples of this seed (the first ones are those shown)."""

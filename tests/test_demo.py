@@ -272,6 +272,8 @@ def test_shipped_ten_task_runs_compare_mergan_with_joint_training():
     assert left is not None and right is not None and "⚠️" not in info and "Joint and MeRGAN-RA" in info
     heads = demo_app.verdicts(exp, 9, "3", "ra", 0)
     assert heads[0].startswith("### Joint\n**draws 3s") and heads[1].startswith("### MeRGAN-RA\n**draws 3s")
+    assert demo_app.compare_label(exp) == "Compare Joint with"
+    assert demo_app.compare_label(demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0]) == "Compare SFT with"
 
 
 def test_examples_one_click_away_on_the_shipped_runs():
