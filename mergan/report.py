@@ -89,7 +89,8 @@ def render_table(runs: list[Metrics]) -> str:
            _budget(first), "",
            render(["run", "strategy", "tasks", "updates per task", "evaluators (accuracy on real images)"],
                   [[f"`{m.run}`", m.strategy.title, f"{m.final.tasks_seen} ({', '.join(m.classes)})",
-                    f"{m.config.iters}" + (" (one task of all classes)" if m.strategy.one_task else ""),
+                    (f"{m.config.iters * len(m.classes)} in one task of all classes" if m.strategy.one_task
+                     else f"{m.config.iters}"),
                     f"{m.main.arch} {percent(m.main.test_accuracy, 2)}"
                     + (f", {m.second.arch} {percent(m.second.test_accuracy, 2)}" if m.second else "")]
                    for m in runs], "markdown"), ""]

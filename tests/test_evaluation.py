@@ -308,6 +308,13 @@ def test_report_renders_table_1_layout(tmp_path, capsys):
     assert report.main([str(tmp_path / "nothing")]) == 1
 
 
+def test_report_gives_joint_training_its_one_task_of_all_updates(tmp_path, capsys):
+    _write(tmp_path / "joint", _metrics("joint", "runs/joint", [0.98] * 5, 0.99, 0.85, 9.0))
+    assert report.main([str(tmp_path / "joint")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| `runs/joint`"))
+    assert "| 2500 in one task of all classes |" in row      # 500 updates per class, 5 classes
+
+
 def test_report_shows_the_second_evaluator_and_the_lower_of_the_two(tmp_path, capsys):
     _write(tmp_path / "ra", _metrics("ra", "runs/ra", [1.0, 0.9], 0.9, 0.8, 10.0, second=[[0.98], [0.97, 0.7]]))
     assert report.main([str(tmp_path / "ra" / "metrics.json")]) == 0
