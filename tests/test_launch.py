@@ -57,9 +57,8 @@ def one_process(mnist_slice, tmp_path_factory):
     return load_state(out / "state.pt")
 
 
-COMMANDS = {   # the README's two commands of several processes, and torchrun without --cpu
+COMMANDS = {   # the README's two commands of several processes (the second also covers a launch without --cpu)
     "torchrun --cpu": (["torch.distributed.run", "--standalone", "--nproc_per_node", "2"], ["--cpu"]),
-    "torchrun, no GPU": (["torch.distributed.run", "--standalone", "--nproc_per_node", "2"], []),
     "accelerate --multi_gpu, no GPU": (["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                                         "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend",
                                         "no"], []),
