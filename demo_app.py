@@ -30,7 +30,7 @@ from mergan.catalog import budget_note, discover
 from mergan.lesson import LIVE_EVERY, LIVE_UPDATES, Turns, lesson_choices, lesson_frames, lesson_plan, stopped_frame
 from mergan.serving import CSS, launch_kwargs, serving_folder
 from mergan.views import (MAX_SAMPLES, MAX_SEED, Comparison, about_text, class_choices, compare, compare_label,
-                          default_variant, examples, noun, numbers, side_by_side, task_choices, timeline, timeline_alt,
+                          default_variant, examples, noun, numbers, reference, side_by_side, task_choices, timeline, timeline_alt,
                           variant_choices, verdict_help, verdicts)
 
 __all__ = ["build_demo", "serve", "main", "DEFAULT_RUNS", "CSS", "discover", "side_by_side", "verdicts", "timeline",
@@ -43,11 +43,18 @@ DEFAULT_RUNS = Path(__file__).resolve().parent / "assets" / "runs"  # the shippe
 
 
 def _intro(exp) -> str:
-    return ("Each generator learned the digits one at a time and never saw an old digit's images again. "
-            "**SFT** (plain fine-tuning) forgets them; **MeRGAN** (Wu et al., NeurIPS 2018) replays what it drew "
-            "before, and remembers." if exp is None or noun(exp) == "digit" else
-            "Each generator learned the classes one at a time and never saw an old class's images again. **SFT** "
-            "(plain fine-tuning) forgets them; **MeRGAN** (Wu et al., NeurIPS 2018) replays what it drew before.")
+    """The page's first lines: what the left panel's strategy does (SFT forgets; where the experiment has no SFT
+    run, joint training learned every class at once) against MeRGAN's replay."""
+    things = "digit" if exp is None or noun(exp) == "digit" else "class"
+    left = reference(exp)
+    if left is None or exp.runs[left].info.role == "lower bound":
+        return (f"Each generator learned the {things}s one at a time and never saw an old {things}'s images again. "
+                f"**SFT** (plain fine-tuning) forgets them; **MeRGAN** (Wu et al., NeurIPS 2018) replays what it drew "
+                f"before" + (", and remembers." if things == "digit" else "."))
+    info = exp.runs[left].info
+    how = "all at once (the upper bound)" if info.one_task else "one at a time"
+    return (f"**{info.short}** learned the {things}s {how}; **MeRGAN** (Wu et al., NeurIPS 2018) learned them one at "
+            f"a time, never saw an old {things}'s images again, and replays what it drew before.")
 
 
 def _live_intro(exp, updates: int) -> str:

@@ -274,6 +274,10 @@ def test_shipped_ten_task_runs_compare_mergan_with_joint_training():
     assert heads[0].startswith("### Joint\n**draws 3s") and heads[1].startswith("### MeRGAN-RA\n**draws 3s")
     assert demo_app.compare_label(exp) == "Compare Joint with"
     assert demo_app.compare_label(demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0]) == "Compare SFT with"
+    # the first lines say what the left panel is: joint training here, not the SFT these runs do not have
+    intro = demo_app._intro(exp)
+    assert intro.startswith("**Joint** learned the digits all at once") and "SFT" not in intro
+    assert "**SFT** (plain fine-tuning) forgets" in demo_app._intro(demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0])
 
 
 def test_examples_one_click_away_on_the_shipped_runs():
