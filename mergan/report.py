@@ -18,6 +18,7 @@ from .checkpoints import CheckpointError, atomic_write_text
 from .config import DEFAULTS, PAPER_ITERS
 from .records import RecordError
 from .scores import Metrics
+from .strategies import STRATEGIES
 from .runs import RunFolder
 from .tables import comparison_rows, percent, render
 
@@ -81,6 +82,15 @@ def _budget(m: Metrics) -> str:
     return text
 
 
+def _updates(m: Metrics) -> str:
+    """Generator updates per task, as the run's strategy plans them (``Strategy.plan``: joint training's one task
+    has the updates of all its classes)."""
+    if m.strategy.name not in STRATEGIES:   # a strategy this version does not know: its setting as written
+        return f"{m.config.iters}"
+    tasks, iters = STRATEGIES[m.strategy.name].plan(len(m.classes), m.config.iters)
+    return f"{iters} in one task of all classes" if m.strategy.one_task else f"{iters}"
+
+
 def render_table(runs: list[Metrics]) -> str:
     """One dataset-and-budget group as Markdown."""
     first = runs[0]
@@ -89,8 +99,7 @@ def render_table(runs: list[Metrics]) -> str:
            _budget(first), "",
            render(["run", "strategy", "tasks", "updates per task", "evaluators (accuracy on real images)"],
                   [[f"`{m.run}`", m.strategy.title, f"{m.final.tasks_seen} ({', '.join(m.classes)})",
-                    (f"{m.config.iters * len(m.classes)} in one task of all classes" if m.strategy.one_task
-                     else f"{m.config.iters}"),
+                    _updates(m),
                     f"{m.main.arch} {percent(m.main.test_accuracy, 2)}"
                     + (f", {m.second.arch} {percent(m.second.test_accuracy, 2)}" if m.second else "")]
                    for m in runs], "markdown"), ""]

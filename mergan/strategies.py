@@ -106,8 +106,10 @@ class Strategy:
         return cls()
 
     # ---------------------------------------------------------------------------------------- the plan
-    def plan(self, n_classes: int, iters: int) -> tuple[list[int], int]:
-        """The tasks to train, and generator updates per task."""
+    @classmethod
+    def plan(cls, n_classes: int, iters: int) -> tuple[list[int], int]:
+        """The tasks to train (indices into the class order), and generator updates per task, for ``n_classes``
+        classes and ``--iters iters``; a class method, so that a report can ask it of a finished run."""
         return list(range(n_classes)), iters
 
     def task_data(self, data, classes: list[str], t: int):
@@ -284,8 +286,9 @@ class Joint(Strategy):
     color = "#7f7f7f"
     one_task = True
 
-    def plan(self, n_classes, iters):
-        return [n_classes - 1], iters * n_classes
+    @classmethod
+    def plan(cls, n_classes, iters):
+        return [n_classes - 1], iters * n_classes   # one task of all classes, as many updates as they would have
 
     def task_data(self, data, classes, t):
         return data.labeled(classes), "all classes"
