@@ -143,15 +143,3 @@ def two_experiments(tiny_runs, tmp_path_factory) -> Path:
     AcceleratorState._reset_state(True)
     return root
 
-
-# --- order: pytest-xdist hands each worker one file at a time (--dist loadfile), in collection order ----------
-# The files that take longest go first, so that the workers finish together instead of one starting the longest
-# file near the end (alphabetical order put test_train.py, a sixth of the suite, last but two). Within a file the
-# order is kept. Measured with --durations on 2 cores; a file not named here keeps its place after these.
-LONGEST_FIRST = ("test_browser.py", "test_train.py", "test_launch.py", "test_demo.py", "test_robustness.py",
-                 "test_evaluation.py", "test_run_folders.py", "test_bench.py", "test_hub.py", "test_package.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # a stable sort: files keep their order
