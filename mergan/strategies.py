@@ -108,9 +108,9 @@ class Strategy:
     # ---------------------------------------------------------------------------------------- the plan
     @classmethod
     def plan(cls, n_classes: int, iters: int) -> tuple[list[int], int]:
-        """The tasks to train (indices into the class order), and generator updates per task, for ``n_classes``
-        classes and ``--iters iters``; a class method, so that a report can ask it of a finished run."""
-        return list(range(n_classes)), iters
+        """The tasks to train (indices into the class order) and generator updates per task: ``one_task``, one task
+        of all classes with the updates they would have had. A class method: a report asks it of a finished run."""
+        return ([n_classes - 1], iters * n_classes) if cls.one_task else (list(range(n_classes)), iters)
 
     def task_data(self, data, classes: list[str], t: int):
         """The real images of task ``t`` and its name in the logs."""
@@ -285,10 +285,6 @@ class Joint(Strategy):
     about = "the ceiling: every class at once, with all the data (not continual learning)"
     color = "#7f7f7f"
     one_task = True
-
-    @classmethod
-    def plan(cls, n_classes, iters):
-        return [n_classes - 1], iters * n_classes   # one task of all classes, as many updates as they would have
 
     def task_data(self, data, classes, t):
         return data.labeled(classes), "all classes"
