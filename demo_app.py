@@ -30,8 +30,8 @@ from mergan.catalog import budget_note, discover
 from mergan.lesson import LIVE_EVERY, LIVE_UPDATES, Turns, lesson_choices, lesson_frames, lesson_plan, stopped_frame
 from mergan.serving import CSS, launch_kwargs, serving_folder
 from mergan.views import (MAX_SAMPLES, MAX_SEED, Comparison, about_text, class_choices, compare, compare_label,
-                          default_variant, examples, noun, numbers, reference, side_by_side, task_choices, timeline, timeline_alt,
-                          variant_choices, verdict_help, verdicts)
+                          default_variant, examples, noun, numbers, reference, side_by_side, task_choices, timeline,
+                          timeline_alt, variant_choices, verdict_help, verdicts)
 
 __all__ = ["build_demo", "serve", "main", "DEFAULT_RUNS", "CSS", "discover", "side_by_side", "verdicts", "timeline",
            "numbers", "compare", "respond", "budget_note", "task_choices", "class_choices", "variant_choices", "examples", "lesson_frames",

@@ -87,7 +87,7 @@ def _updates(m: Metrics) -> str:
     has the updates of all its classes)."""
     if m.strategy.name not in STRATEGIES:   # a strategy this version does not know: its setting as written
         return f"{m.config.iters}"
-    tasks, iters = STRATEGIES[m.strategy.name].plan(len(m.classes), m.config.iters)
+    _, iters = STRATEGIES[m.strategy.name].plan(len(m.classes), m.config.iters)
     return f"{iters} in one task of all classes" if m.strategy.one_task else f"{iters}"
 
 

@@ -142,4 +142,3 @@ def two_experiments(tiny_runs, tmp_path_factory) -> Path:
                            "--batch-size", "16", "--cpu", "--out", str(root / f"mnist56-{s}")]) == 0
     AcceleratorState._reset_state(True)
     return root
-

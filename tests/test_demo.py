@@ -277,7 +277,8 @@ def test_shipped_ten_task_runs_compare_mergan_with_joint_training():
     # the first lines say what the left panel is: joint training here, not the SFT these runs do not have
     intro = demo_app._intro(exp)
     assert intro.startswith("**Joint** learned the digits all at once") and "SFT" not in intro
-    assert "**SFT** (plain fine-tuning) forgets" in demo_app._intro(demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0])
+    first = demo_app.discover(demo_app.DEFAULT_RUNS).experiments[0]
+    assert "**SFT** (plain fine-tuning) forgets" in demo_app._intro(first)
 
 
 def test_examples_one_click_away_on_the_shipped_runs():
