@@ -28,7 +28,7 @@ import torch
 
 from mergan.catalog import budget_note, discover
 from mergan.lesson import LIVE_EVERY, LIVE_UPDATES, Turns, lesson_choices, lesson_frames, lesson_plan, stopped_frame
-from mergan.serving import CSS, launch_kwargs, serving_folder
+from mergan.serving import CSS, NewestOnly, launch_kwargs, serving_folder
 from mergan.views import (MAX_SAMPLES, MAX_SEED, Comparison, about_text, class_choices, compare, compare_label,
                           default_variant, examples, noun, numbers, reference, side_by_side, task_choices, timeline,
                           timeline_alt, variant_choices, verdict_help, verdicts)
@@ -185,15 +185,21 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
             with gr.Tab("About", id="about", elem_id="tab-about"):
                 about_md = gr.Markdown(about_text(exp), elem_id="about")
 
-        # ---- the side-by-side: one listener for every control, so a visitor's requests run one at a time and
-        # in order, and a change made while a drawing is pending is drawn next ("always_last"): the pictures always
-        # answer the last value of every control. Only the control a trigger concerns is written back.
+        # ---- the side-by-side: one listener for every control; a change made while a drawing is pending is drawn
+        # next ("always_last"), and of two requests that overlap anyway only the newer answers (NewestOnly): the
+        # pictures always answer the last value of every control. Only the control a trigger concerns is written back.
         # (by elem_id: the event's target is the session's copy of the component, not this object)
         triggers = {"experiment": "experiment", "examples": "example", "task": "task", "random-seed": "dice"}
 
-        def on_draw(name, task, class_name, variant, n, seed, example, evt: gr.EventData):
+        newest_draw, newest_timeline = NewestOnly(), NewestOnly()   # an older overlapping request changes nothing
+
+        def on_draw(name, task, class_name, variant, n, seed, example, evt: gr.EventData, request: gr.Request):
             trigger = triggers.get(getattr(getattr(evt, "target", None), "elem_id", None), "draw")
+            client = getattr(request, "session_hash", None)
+            ticket = newest_draw.start(client)
             d = respond(catalog, trigger, name, task, class_name, variant, n, seed, example)
+            if not newest_draw.is_newest(client, ticket):
+                return (gr.skip(),) * 10
             keep = gr.update()
             task_u = keep if d.task is None else gr.update(choices=d.task_choices, value=d.task)
             class_u = (keep if d.class_choices is None else gr.update(choices=d.class_choices) if d.class_name is None
@@ -228,7 +234,9 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
                       concurrency_limit=2)
         api_btn.click(lambda: random.randint(0, MAX_SEED), None, seed_nb, api_name="random_seed")
 
-        def on_timeline(name, class_name, n, seed, evt: gr.EventData):
+        def on_timeline(name, class_name, n, seed, evt: gr.EventData, request: gr.Request):
+            client = getattr(request, "session_hash", None)
+            ticket = newest_timeline.start(client)
             e = catalog.get(name)
             class_u = gr.update()
             if e is not None and getattr(getattr(evt, "target", None), "elem_id", None) == "experiment":
@@ -241,6 +249,8 @@ def build_demo(runs_dir: str | Path = DEFAULT_RUNS, live_updates: int = LIVE_UPD
             except Exception as err:
                 log.exception("timeline failed")
                 img, alt, info = None, "", f"⚠️ Timeline failed ({type(err).__name__})."
+            if not newest_timeline.is_newest(client, ticket):
+                return gr.skip(), gr.skip(), gr.skip()
             return class_u, gr.Image(value=img, alt_text=alt), info
 
         gr.on([tl_go.click, tl_class.input, tl_n.input, tl_n.release, tl_seed.input, tl_seed.submit, exp_dd.input],

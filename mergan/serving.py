@@ -1,6 +1,7 @@
 """What serving the demo to strangers needs beside the page: a bounded queue (in total and per client), no
 uploads (the page has no upload control, so the total it accepts is none), styles that read on a phone with AA
-contrast, and one folder of its own for every file the app writes, removed on every kind of stop.
+contrast, one folder of its own for every file the app writes, removed on every kind of stop, and of a visitor's
+overlapping requests to one listener only the newest answering (``NewestOnly``).
 
     with serving_folder() as work:             # GRADIO_TEMP_DIR inside it; gone after Ctrl-C, SIGTERM, SIGHUP,
         demo = build_demo(runs, work_dir=work)  # and a killed server's at the next start
@@ -14,6 +15,8 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -100,6 +103,48 @@ class ClientLimits:
                 return await _refuse(send, 429, f"You have {self.per_client} requests queued or running; wait for "
                                                 f"them to finish.")
         await self.app(scope, receive, send)
+
+
+class NewestOnly:
+    """Per visitor, only the newest of their overlapping requests to one listener answers.
+
+    Gradio's page defers a trigger that fires while the listener's request is pending ("always_last"), but one
+    that fires in the moment between the request being gathered and being sent runs beside it, and with a
+    ``concurrency_limit`` above 1 the two can finish in either order: the older one, finishing last, would
+    overwrite the newer picture (the seed box says 5, the picture was drawn with the old seed). Each request
+    takes a ticket when it starts; one that is no longer the newest when it ends answers ``gr.skip()``.
+
+        newest = NewestOnly()
+        ticket = newest.start(request.session_hash)
+        ...
+        if not newest.is_newest(request.session_hash, ticket): return skipped outputs
+
+    ``client`` None (a direct call, no session) is always the newest. At most ``max_clients`` visitors are
+    remembered (the oldest forgotten first); a forgotten visitor's request counts as the newest.
+    """
+
+    def __init__(self, max_clients: int = 4096):
+        self.max_clients = max_clients
+        self._tickets: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def start(self, client: str | None) -> int:
+        """A new request of ``client``: its ticket (1, 2, ... per client)."""
+        if client is None:
+            return 0
+        with self._lock:
+            ticket = self._tickets.pop(client, 0) + 1
+            self._tickets[client] = ticket
+            while len(self._tickets) > self.max_clients:
+                self._tickets.popitem(last=False)
+            return ticket
+
+    def is_newest(self, client: str | None, ticket: int) -> bool:
+        """Whether no request of ``client`` started after the one holding ``ticket``."""
+        if client is None:
+            return True
+        with self._lock:
+            return self._tickets.get(client, ticket) == ticket
 
 
 async def _refuse(send, status: int, detail: str) -> None:

@@ -383,34 +383,6 @@ def test_a_runs_folder_it_does_not_control_is_read_within_bounds(tiny_runs, tmp_
     assert catalog.experiments == [] and all(len(m) <= 300 for m in catalog.messages)
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP", "SIGKILL"])
-def test_the_servers_folder_is_removed_on_every_kind_of_stop(tmp_path, stop):
-    """Every file the demo server writes is in one folder of its own: gone after SIGTERM or SIGHUP, and a killed
-    server's is removed when the next one starts (``remove_stale``)."""
-    import signal
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from mergan.serving import remove_stale
-
-    root = Path(__file__).resolve().parent.parent
-    code = ("import importlib.util, sys, time\n"
-            "spec = importlib.util.spec_from_file_location('serving', 'mergan/serving.py')\n"
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-            "with m.serving_folder(sys.argv[1]) as work:\n"
-            "    (work / 'gradio').mkdir(); (work / 'gradio' / 'image.png').write_bytes(b'x')\n"
-            "    print(work, flush=True); time.sleep(60)\n")
-    server = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=root, stdout=subprocess.PIPE, text=True)
-    work = Path(server.stdout.readline().strip())
-    assert work.parent == tmp_path and (work / "gradio" / "image.png").is_file()
-    server.send_signal(getattr(signal, stop))
-    server.wait(timeout=30)
-    if stop == "SIGKILL":
-        assert work.exists() and remove_stale(tmp_path) == [work]
-    assert not work.exists()
-
-
 def test_the_demo_trains_only_through_live_teach(tiny_runs):
     """The demo learns strategy identities from the runs' records: loading runs, drawing, the numbers and the
     lesson's plan import neither the trainer nor the strategies (``mergan.live.teach`` does, when called)."""
