@@ -34,7 +34,6 @@ def test_the_servers_folder_is_removed_on_every_kind_of_stop(tmp_path, stop):
     assert not work.exists()
 
 
-
 def test_newest_only_counts_per_visitor_and_forgets_the_oldest():
     newest = NewestOnly(max_clients=2)
     a1 = newest.start("a")
