@@ -139,7 +139,7 @@ def time_to_quality(budgets: list[int], eval_samples: int, cpu: bool, out_root: 
     import tempfile
     from pathlib import Path
 
-    from .evaluation import evaluate_run
+    from .evaluation import score_final_task
 
     rows, reached = [], {}
     root = Path(out_root or tempfile.mkdtemp(prefix="mergan-ttq-"))
@@ -153,12 +153,11 @@ def time_to_quality(budgets: list[int], eval_samples: int, cpu: bool, out_root: 
         if done.returncode != 0:
             raise SystemExit(f"error: the RA run with {iters} updates per task failed: {done.stderr.strip()[-300:]}")
         seconds = time.perf_counter() - start
-        m = evaluate_run(out, eval_samples=eval_samples, device="cpu" if cpu or not torch.cuda.is_available()
-                         else "cuda", pictures=False)
-        last = m.final
+        last, main, second = score_final_task(out, eval_samples, device="cpu" if cpu or not torch.cuda.is_available()
+                                              else "cuda")
         both = last.strict.average
-        rows.append(f"RA, {iters:>5} updates per task: {seconds:6.0f} s; after task 4 {m.main.arch} "
-                    f"{100 * last.main.average:.1f}%, {m.second.arch} {100 * last.second.average:.1f}%, lower of the "
+        rows.append(f"RA, {iters:>5} updates per task: {seconds:6.0f} s; after task 4 {main} "
+                    f"{100 * last.main.average:.1f}%, {second} {100 * last.second.average:.1f}%, lower of the "
                     f"two {100 * both:.1f}%")
         for goal in (0.90, 0.96):
             if both >= goal and goal not in reached:

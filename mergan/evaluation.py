@@ -145,23 +145,13 @@ def _fid(real_feats, real_y, kept, classes, split, n) -> dict:
             "real_split": split, "real_images": len(real_feats), "fake_images_per_class": n}
 
 
-def evaluate_run(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0, device: str = "cpu",
-                 data_dir: str | Path | None = None, lsun_cap: int = 100_000, classifier: str | Path | None = None,
-                 classifier_epochs=None, inception_weights: str | Path | None = None, pictures: bool = True,
-                 second: bool = True) -> Metrics:
-    """Evaluate every task file of a run; write ``RUN/metrics.json`` and the pictures; return the ``Metrics``.
-
-    ``data_dir`` None: the data the run was trained on (its recorded folder; MNIST's shipped files).
-    ``classifier``: an evaluator file; default the shipped one of these images, else ``classifiers/`` here, else
-    trained now. ``second``: also score the same images with the second evaluator (``mlp32``, 32x32 images only).
-    """
-    start = time.time()
-    run_dir = Path(run_dir)
+def _prepare(run_dir: Path, eval_samples: int, data_dir, lsun_cap: int, classifier, classifier_epochs, device,
+             second: bool):
+    """The run's record, its task files, its config, the evaluators' real data and both evaluators; raises
+    EvaluationError (one line) on a bad sample count, run folder or evaluator."""
     if not 2 <= eval_samples <= 100_000:
         raise EvaluationError(f"--eval-samples must be between 2 and 100,000 per class (paper 6,400), got "
                               f"{eval_samples}")
-    if inception_weights and not Path(inception_weights).is_file():
-        raise EvaluationError(f"no Inception weights at {inception_weights}; give a local file or leave it out")
     record, checkpoints = run_checkpoints(run_dir)
     final = checkpoints[-1][1]
     cfg, classes = final.config, list(final.classes)
@@ -174,6 +164,42 @@ def evaluate_run(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0, d
         log.warning("the real images in %s are not those the run trained on (%s); scoring against them anyway",
                     where, changed)
     ev, ev2 = _evaluators(data, classes, classifier, classifier_epochs, device, second, train_kwargs)
+    return record, checkpoints, cfg, data, ev, ev2
+
+
+def score_final_task(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0,
+                     device: str = "cpu") -> tuple[TaskScores, str, str | None]:
+    """Accuracy only: the run's last task file, ``eval_samples`` images per class seen, scored by the main
+    evaluator and the second one (the paper's measure, ``mergan.py:200-229``). No variety, FID, pictures or
+    metrics.json: for a budget sweep (``bench --time-to-quality``) that needs only whether a class is recognised.
+
+    Returns (the TaskScores, the main evaluator's arch, the second's or None). Raises EvaluationError, as
+    ``evaluate_run``.
+    """
+    _, checkpoints, _, _, ev, ev2 = _prepare(Path(run_dir), eval_samples, None, 100_000, None, None, device, True)
+    path, _ = checkpoints[-1]
+    G, meta = load_generator(path, device)
+    scores, _ = _score(G, meta, path, ev, ev2, eval_samples, seed, device)
+    return scores, ev.meta["config"]["arch"], (ev2.meta["config"]["arch"] if ev2 is not None else None)
+
+
+def evaluate_run(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0, device: str = "cpu",
+                 data_dir: str | Path | None = None, lsun_cap: int = 100_000, classifier: str | Path | None = None,
+                 classifier_epochs=None, inception_weights: str | Path | None = None, pictures: bool = True,
+                 second: bool = True) -> Metrics:
+    """Evaluate every task file of a run; write ``RUN/metrics.json`` and the pictures; return the ``Metrics``.
+
+    ``data_dir`` None: the data the run was trained on (its recorded folder; MNIST's shipped files).
+    ``classifier``: an evaluator file; default the shipped one of these images, else ``classifiers/`` here, else
+    trained now. ``second``: also score the same images with the second evaluator (``mlp32``, 32x32 images only).
+    """
+    start = time.time()
+    run_dir = Path(run_dir)
+    if inception_weights and not Path(inception_weights).is_file():
+        raise EvaluationError(f"no Inception weights at {inception_weights}; give a local file or leave it out")
+    record, checkpoints, cfg, data, ev, ev2 = _prepare(run_dir, eval_samples, data_dir, lsun_cap, classifier,
+                                                       classifier_epochs, device, second)
+    classes, size = list(checkpoints[-1][1].classes), data.size
 
     tasks, samples, kept = [], [], None
     for path, meta in checkpoints:
