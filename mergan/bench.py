@@ -132,8 +132,8 @@ def paper_cost_line(device, args) -> str:
 
 def time_to_quality(budgets: list[int], eval_samples: int, cpu: bool, out_root: str | None = None) -> list[str]:
     """Train RA on 5 MNIST tasks with the quick preset at each budget (updates per task), time it, and score
-    the final generator with both evaluators; the first budget whose lower-of-two average reaches 90% and 96%
-    gives the time to that quality."""
+    the final generator's accuracy with both evaluators (``evaluation.score_final_task``); the first budget whose
+    lower-of-two average reaches 90% and 96% gives the time to that quality."""
     import subprocess
     import sys
     import tempfile

@@ -47,6 +47,7 @@ def test_time_to_quality_trains_scores_and_says_what_was_reached(tmp_path):
     lines = bench.time_to_quality([1], eval_samples=16, cpu=True, out_root=str(tmp_path))
     assert lines[0].startswith("RA,     1 updates per task:") and "cnn32" in lines[0] and "mlp32" in lines[0]
     assert (tmp_path / "ra-1" / "task_04.safetensors").is_file()
+    assert not (tmp_path / "ra-1" / "metrics.json").exists()   # accuracy only: no variety, FID or metrics file
     # one update per task draws no digits: neither goal is reached, and the report says so
     assert lines[1:] == ["time to 90% (both evaluators): not reached at these budgets",
                          "time to 96% (both evaluators): not reached at these budgets"]
