@@ -147,7 +147,7 @@ def _fid(real_feats, real_y, kept, classes, split, n) -> dict:
 
 def _prepare(run_dir: Path, eval_samples: int, data_dir, lsun_cap: int, classifier, classifier_epochs, device,
              second: bool):
-    """The run's record, its task files, its config, the evaluators' real data and both evaluators; raises
+    """The run's record, its task files, the evaluators' real data and both evaluators; raises
     EvaluationError (one line) on a bad sample count, run folder or evaluator."""
     if not 2 <= eval_samples <= 100_000:
         raise EvaluationError(f"--eval-samples must be between 2 and 100,000 per class (paper 6,400), got "
@@ -164,7 +164,7 @@ def _prepare(run_dir: Path, eval_samples: int, data_dir, lsun_cap: int, classifi
         log.warning("the real images in %s are not those the run trained on (%s); scoring against them anyway",
                     where, changed)
     ev, ev2 = _evaluators(data, classes, classifier, classifier_epochs, device, second, train_kwargs)
-    return record, checkpoints, cfg, data, ev, ev2
+    return record, checkpoints, data, ev, ev2
 
 
 def score_final_task(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0,
@@ -176,7 +176,7 @@ def score_final_task(run_dir: str | Path, eval_samples: int = 6400, seed: int = 
     Returns (the TaskScores, the main evaluator's arch, the second's or None). Raises EvaluationError, as
     ``evaluate_run``.
     """
-    _, checkpoints, _, _, ev, ev2 = _prepare(Path(run_dir), eval_samples, None, 100_000, None, None, device, True)
+    _, checkpoints, _, ev, ev2 = _prepare(Path(run_dir), eval_samples, None, 100_000, None, None, device, True)
     path, _ = checkpoints[-1]
     G, meta = load_generator(path, device)
     scores, _ = _score(G, meta, path, ev, ev2, eval_samples, seed, device)
@@ -197,9 +197,10 @@ def evaluate_run(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0, d
     run_dir = Path(run_dir)
     if inception_weights and not Path(inception_weights).is_file():
         raise EvaluationError(f"no Inception weights at {inception_weights}; give a local file or leave it out")
-    record, checkpoints, cfg, data, ev, ev2 = _prepare(run_dir, eval_samples, data_dir, lsun_cap, classifier,
-                                                       classifier_epochs, device, second)
-    classes, size = list(checkpoints[-1][1].classes), data.size
+    record, checkpoints, data, ev, ev2 = _prepare(run_dir, eval_samples, data_dir, lsun_cap, classifier,
+                                                  classifier_epochs, device, second)
+    final = checkpoints[-1][1]
+    cfg, classes, size = final.config, list(final.classes), data.size
 
     tasks, samples, kept = [], [], None
     for path, meta in checkpoints:
