@@ -238,8 +238,21 @@ def _split_data(data, classes: list[str], max_per_class: int | None, seed: int):
 def per_class_accuracy(evaluator_or_net, images: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
     """Accuracy of each class (label k is ``classes[k]``) for a classifier on uint8 images."""
     ev = evaluator_or_net if isinstance(evaluator_or_net, Evaluator) else Evaluator(evaluator_or_net, {})
-    preds, _ = ev.run(images)
+    return per_class_rates(ev.run(images)[0], labels, classes)
+
+
+def per_class_rates(preds: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, float]:
+    """{class: share of its images (label k is ``classes[k]``) predicted as k}, for the classes present."""
     return {c: rate(preds[labels == k] == k) for k, c in enumerate(classes) if (labels == k).any()}
+
+
+def confusion_counts(preds: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict[str, dict[str, int]]:
+    """{true class: {predicted class: number of its images}}: predictions and labels (N,) int64 indices into
+    ``classes``; only nonzero counts, true classes in ``classes``' order."""
+    n = len(classes)
+    counts = torch.bincount(labels * n + preds, minlength=n * n).view(n, n)
+    return {c: {classes[j]: int(counts[k, j]) for j in range(n) if counts[k, j]}
+            for k, c in enumerate(classes) if counts[k].any()}
 
 
 def classifier_classes(dataset: str, data_dir: Path) -> list[str] | None:
@@ -344,8 +357,8 @@ def reverse_ceiling(cfg: dict, x, y, tx, ty, classes: list[str], epochs: int, se
     keep = torch.cat([torch.nonzero(y == k).flatten()[torch.randperm(int((y == k).sum()), generator=g)
                                                       [:REVERSE_PER_CLASS]] for k in range(len(classes))])
     net = fit_classifier({**cfg, "n_classes": len(classes)}, x[keep], y[keep], epochs, seed, device)
-    per_class = per_class_accuracy(net, tx, ty, classes)
     preds, _ = Evaluator(net, {}).run(tx)
+    per_class = per_class_rates(preds, ty, classes)
     return {"images_per_class": int(min(REVERSE_PER_CLASS, torch.bincount(y).min())), "epochs": epochs,
             "accuracy": rate(preds == ty), "per_class": per_class}
 

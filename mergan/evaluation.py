@@ -112,8 +112,8 @@ def _variety(ev: Evaluator, kept: dict, data, classes: list[str], real_x, real_y
     epochs = int(ev.meta.get("epochs", 15))
     n_rev = min(n, REVERSE_PER_CLASS, min(len(data.train[c]) for c in classes))
     log.info("reverse accuracy: a classifier trained on %d generated images per class, %d epochs", n_rev, epochs)
-    reverse, reverse_all = reverse_accuracy(cfg, {c: kept[c][0][:n_rev] for c in classes}, real_x, real_y, classes,
-                                            epochs, seed, device)
+    reverse, reverse_all, taken_for = reverse_accuracy(cfg, {c: kept[c][0][:n_rev] for c in classes}, real_x, real_y,
+                                                       classes, epochs, seed, device)
     ceiling = ev.meta.get("reverse_ceiling")
     if ceiling and ceiling.get("images_per_class") == n_rev and ceiling.get("epochs") == epochs \
             and sorted(ceiling["per_class"]) == sorted(classes):   # stored with the evaluator: every class
@@ -121,7 +121,7 @@ def _variety(ev: Evaluator, kept: dict, data, classes: list[str], real_x, real_y
     else:   # a subset of the classes is an easier task: its ceiling is its own
         log.info("reverse accuracy's ceiling: the same recipe on %d real training images per class", n_rev)
         real_train = {c: stack(data.train[c], n_rev) for c in classes}
-        ceil_pc, ceil_all = reverse_accuracy(cfg, real_train, real_x, real_y, classes, epochs, seed, device)
+        ceil_pc, ceil_all, _ = reverse_accuracy(cfg, real_train, real_x, real_y, classes, epochs, seed, device)
     table, ceiling_table = {}, {}
     for k, c in enumerate(classes):
         real_c = real_feats[real_y == k]
@@ -134,7 +134,7 @@ def _variety(ev: Evaluator, kept: dict, data, classes: list[str], real_x, real_y
         if reference is not None:
             ceiling_table[c] = reference
     return Variety(Scores.of(reverse), reverse_all, Scores.of(ceil_pc), ceil_all, n_rev, epochs, table,
-                   ceiling_table, PRDC_K, split)
+                   ceiling_table, PRDC_K, split, taken_for)
 
 
 def _fid(real_feats, real_y, kept, classes, split, n) -> dict:

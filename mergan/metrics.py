@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .classifier import EvaluationError, Evaluator, fit_classifier, per_class_accuracy, rate
+from .classifier import EvaluationError, Evaluator, confusion_counts, fit_classifier, per_class_rates, rate
 from .sampling import sample
 
 
@@ -73,15 +73,15 @@ def generated_accuracy(G, run_classes: list[str], evaluator: Evaluator, n: int, 
 
 
 def reverse_accuracy(cfg: dict, fake: dict[str, torch.Tensor], real_x: torch.Tensor, real_y: torch.Tensor,
-                     classes: list[str], epochs: int, seed: int, device) -> tuple[dict, float]:
+                     classes: list[str], epochs: int, seed: int, device) -> tuple[dict, float, dict]:
     """Train on generated images only (``fake[class]``, label = index in ``classes``), test on real ones:
-    ({class: share of its real test images recognised}, accuracy over all of them)."""
+    ({class: share of its real test images recognised}, accuracy over all of them, {class: {class its real
+    images were taken for: count}} (``classifier.confusion_counts``))."""
     x = torch.cat([fake[c] for c in classes])
     y = torch.cat([torch.full((len(fake[c]),), k) for k, c in enumerate(classes)])
     net = fit_classifier({**cfg, "n_classes": len(classes)}, x, y, epochs, seed, device)
-    per_class = per_class_accuracy(net, real_x, real_y, classes)
     preds, _ = Evaluator(net, {}).run(real_x)
-    return per_class, rate(preds == real_y)
+    return per_class_rates(preds, real_y, classes), rate(preds == real_y), confusion_counts(preds, real_y, classes)
 
 
 PRDC_K = 5

@@ -126,6 +126,18 @@ class Variety:
     prdc_ceiling: dict[str, dict[str, float]]
     k: int
     real_split: str
+    # real class -> {class the reverse classifier took its real images for: count} (diagonal included, zeros left
+    # out); empty in metrics.json written before it was kept
+    reverse_confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def taken_for(self, c: str) -> tuple[str, float] | None:
+        """The class whose generated images the reverse classifier most often confused real ``c`` with, and the
+        share of real ``c`` it took for it (None: unknown, or nothing taken for another class)."""
+        row = {k: n for k, n in self.reverse_confusion.get(c, {}).items() if k != c}
+        if not row:
+            return None
+        other = max(row, key=lambda k: (row[k], k))
+        return other, round(row[other] / sum(self.reverse_confusion[c].values()), 6)
 
     def mean(self, key: str, ceiling: bool = False) -> float | None:
         """The mean over classes of one of ``PRDC_KEYS`` (None where no class could be measured)."""
@@ -154,13 +166,22 @@ class Variety:
                                for k in PRDC_KEYS}
             return out
 
+        def confusion():
+            t = need(d, "reverse_confusion", dict, where, lo=0, hi=10_000, optional=True) or {}
+            out = {}
+            for c in t:
+                row = need(t, c, dict, f"{where}.reverse_confusion", lo=0, hi=10_000)
+                out[str(c)] = {str(k): need(row, k, int, f"{where}.reverse_confusion.{str(c)[:20]}", lo=0, hi=10**9)
+                               for k in row}
+            return out
+
         return cls(Scores.from_dict(need(d, "reverse", dict, where), f"{where}.reverse"),
                    _fraction(d, "reverse_accuracy", where),
                    Scores.from_dict(need(d, "reverse_ceiling", dict, where), f"{where}.reverse_ceiling"),
                    _fraction(d, "reverse_ceiling_accuracy", where),
                    need(d, "reverse_images_per_class", int, where, lo=1), need(d, "reverse_epochs", int, where, lo=1),
                    table("prdc"), table("prdc_ceiling"), need(d, "k", int, where, lo=1),
-                   need(d, "real_split", str, where, hi=200))
+                   need(d, "real_split", str, where, hi=200), confusion())
 
 
 @dataclass

@@ -45,16 +45,18 @@ def run_rows(m: Metrics) -> list[tuple[str, list[str], list[list[str]]]]:
     v = m.variety
     rows = []
     for c in classes:
-        p, ceil = v.prdc.get(c, {}), v.prdc_ceiling.get(c, {})
-        rows.append([c, percent(v.reverse.per_class.get(c)), percent(v.reverse_ceiling.per_class.get(c)),
+        p, ceil, taken = v.prdc.get(c, {}), v.prdc_ceiling.get(c, {}), v.taken_for(c)
+        taken = "–" if taken is None else f"{taken[0]} ({percent(taken[1])})"
+        rows.append([c, percent(v.reverse.per_class.get(c)), taken, percent(v.reverse_ceiling.per_class.get(c)),
                      *(number(p.get(k)) for k in PRDC_KEYS), number(ceil.get("recall")), number(ceil.get("coverage"))])
-    rows.append(["mean", percent(v.reverse.average), percent(v.reverse_ceiling.average),
+    rows.append(["mean", percent(v.reverse.average), "", percent(v.reverse_ceiling.average),
                  *(number(v.mean(k)) for k in PRDC_KEYS), number(v.mean("recall", True)),
                  number(v.mean("coverage", True))])
     out.append((f"variety of the final generator: reverse accuracy (%; {v.reverse_images_per_class} generated images "
-                f"per class, tested on real {v.real_split} images) and precision, recall, density, coverage "
-                f"(k = {v.k}, main evaluator's features), each beside real against real",
-                ["class", "reverse", "real", *PRDC_KEYS, "recall real", "coverage real"], rows))
+                f"per class, tested on real {v.real_split} images; taken for: the class its real images were most "
+                f"often taken for, % of them) and precision, recall, density, coverage (k = {v.k}, main evaluator's "
+                f"features), each beside real against real",
+                ["class", "reverse", "taken for", "real", *PRDC_KEYS, "recall real", "coverage real"], rows))
     return out
 
 

@@ -128,6 +128,58 @@ def test_variety_sees_what_accuracy_cannot(evaluators, digits):
     assert v.reverse_images_per_class == 100 and v.k == 5 and set(v.prdc_ceiling) == {"0", "1"}
 
 
+def test_reverse_accuracy_says_what_each_real_class_was_taken_for(evaluators, digits):
+    """A generator that draws 1s for label 0 and 0s for label 1: the reverse classifier learns the swap, so real
+    0s are taken for 1s and real 1s for 0s; the confusion counts every real test image once."""
+    from mergan.evaluation import _real, _variety
+
+    classes = ["0", "1"]
+    G = RealImages(digits, classes, source=lambda label: 1 - label)
+    _, kept = generated_accuracy(G, classes, evaluators.main, n=100, seed=0, keep=True)
+    real_x, real_y, split = _real(digits, classes, 100)
+    v = _variety(evaluators.main, kept, digits, classes, real_x, real_y, evaluators.main.run(real_x)[1], split, 100,
+                 0, "cpu")
+    assert v.reverse.average < 0.1
+    for k, c in enumerate(classes):
+        row = v.reverse_confusion[c]
+        assert sum(row.values()) == int((real_y == k).sum())
+        assert row.get(c, 0) / sum(row.values()) == pytest.approx(v.reverse.per_class[c], abs=1e-6)
+        other, share = v.taken_for(c)
+        assert other == classes[1 - k] and share > 0.5   # most of them (one epoch on 200 images)
+    text = "\n".join(" ".join(r) for _, _, rows in run_rows_of(v, classes) for r in rows)
+    assert f"1 ({100 * v.taken_for('0')[1]:.1f})" in text
+
+
+def run_rows_of(v, classes):
+    from mergan import tables
+    return tables.run_rows(SimpleNamespace(classes=classes, tasks=[], main=None, second=None, variety=v))
+
+
+def test_confusion_counts_and_taken_for_by_hand():
+    """True 0 0 0 1 1 2, predicted 0 2 2 1 0 2: 0 -> {0: 1, 2: 2}; 1 -> {1: 1, 0: 1}; 2 -> {2: 1}. The 0s were
+    taken for 2s (2 of 3), the 1s for 0s (1 of 2); the 2s for nothing else."""
+    from mergan.scores import Scores, Variety
+
+    counts = classifier.confusion_counts(torch.tensor([0, 2, 2, 1, 0, 2]), torch.tensor([0, 0, 0, 1, 1, 2]),
+                                         ["0", "1", "2"])
+    assert counts == {"0": {"0": 1, "2": 2}, "1": {"0": 1, "1": 1}, "2": {"2": 1}}
+    pr = {c: {"precision": 1.0, "recall": 1.0, "density": 1.0, "coverage": 1.0} for c in "012"}
+    v = Variety(Scores.of({"0": 1 / 3, "1": 0.5, "2": 1.0}), 0.5, Scores.of({"0": 1.0}), 1.0, 1, 1, pr, pr, 5,
+                "test", counts)
+    assert v.taken_for("0") == ("2", pytest.approx(2 / 3, abs=1e-6)) and v.taken_for("1") == ("0", 0.5)
+    assert v.taken_for("2") is None
+    again = Variety.from_dict(json.loads(json.dumps(v.to_dict())), "metrics.json")
+    assert again.reverse_confusion == counts
+    old = v.to_dict()
+    del old["reverse_confusion"]   # metrics.json written before the confusion was kept
+    assert Variety.from_dict(old, "metrics.json").taken_for("0") is None
+    from mergan.records import RecordError
+    bad = v.to_dict()
+    bad["reverse_confusion"]["0"]["2"] = -1
+    with pytest.raises(RecordError, match="reverse_confusion"):
+        Variety.from_dict(bad, "metrics.json")
+
+
 def test_frechet_distance_zero_for_the_same_set_and_mean_shift_in_closed_form():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(500, 8, generator=g) @ torch.randn(8, 8, generator=g)
@@ -225,7 +277,7 @@ def test_end_to_end_on_a_tiny_run(tmp_path, capsys, cached, mnist_slice):
         assert t.both.per_class == {c: min(a, t.second.per_class[c]) for c, a in t.main.per_class.items()}
     assert m.main.path == str(cached.main.path) and m.second.arch == "mlp32"
     assert m.main.test_accuracy == cached.main.meta["test_accuracy"] and m.strategy.name == "ra"
-    assert "second evaluator mlp32" in printed and "variety of the final generator" in printed
+    assert "second evaluator mlp32" in printed and "taken for" in printed
     v = m.variety
     assert 0 <= v.reverse_accuracy <= 1 and v.reverse_images_per_class == 64 and v.real_split == "test"
     assert set(v.prdc) == {"3", "0"} and all(0 <= row["recall"] <= 1 for row in v.prdc.values())
