@@ -394,17 +394,33 @@ def curve_colors(exp: Experiment | None) -> dict[str, str]:
     return {(r.info.short + (" (ceiling)" if r.info.one_task else "")): r.info.color for r in exp.runs.values()}
 
 
-def budget_note(exp: Experiment) -> str:
-    """How these generators were trained, beside the paper's budget, so a CPU-sized run is read as one."""
-    if not exp.runs:
-        return ""
-    cfg = next(iter(exp.runs.values())).record.config
+def _budget(cfg) -> tuple[str, bool]:
+    """One run's budget in words, and whether it is smaller than the paper's (MNIST: 4,000 updates per task, width
+    32, batch 64, WGAN-GP with 5 critic steps)."""
     iters, dim, batch = cfg.iters, cfg.model["dim"], cfg.batch_size
     game = ("WGAN-GP, 5 critic steps per update" if (cfg.loss, cfg.critic_iters) == ("wgan-gp", 5) else
             f"{'non-saturating loss with R1' if cfg.loss == 'ns-r1' else cfg.loss}, {cfg.critic_iters} critic step(s) "
             f"per update" + (", weight average delivered" if cfg.ema else ""))
-    note = f"These generators: {iters} generator updates per task, network width {dim}, batch {batch}, {game}"
-    if exp.dataset == "mnist" and (iters < 4000 or dim < 32 or batch < 64 or game.startswith("non")):
+    text = f"{iters} generator updates per task, network width {dim}, batch {batch}, {game}"
+    return text, iters < 4000 or dim < 32 or batch < 64 or game.startswith("non")
+
+
+def budget_note(exp: Experiment) -> str:
+    """How these generators were trained, beside the paper's budget, so a CPU-sized run is read as one: one line
+    when every run had the same budget, else each budget with the runs that had it (in the experiment's order)."""
+    if not exp.runs:
+        return ""
+    budgets: dict[str, list[str]] = {}
+    smaller = False
+    for run in exp.runs.values():
+        text, small = _budget(run.record.config)
+        budgets.setdefault(text, []).append(run.info.short)
+        smaller |= small
+    if len(budgets) == 1:
+        note = f"These generators: {next(iter(budgets))}"
+    else:
+        note = "These generators: " + "; ".join(f"{' and '.join(names)}: {text}" for text, names in budgets.items())
+    if exp.dataset == "mnist" and smaller:
         note += (" (the paper: 4,000 updates, width 32, batch 64, WGAN-GP with 5 critic steps): a CPU-sized "
                  "setting, not the paper's. Their measured accuracy is in the Numbers tab.")
     return f"*{note}*"

@@ -202,6 +202,22 @@ def test_budget_note_reads_the_runs_config(exp):
     assert "non-saturating loss with R1, 1 critic step(s) per update, weight average delivered" in note
 
 
+def test_budget_note_names_each_budget_when_the_runs_differ(exp):
+    """Runs of one experiment trained at different budgets (the shipped ten-task runs): each budget is named with
+    the runs that had it, none passed off as another's."""
+    from dataclasses import replace
+
+    runs = dict(exp.runs)
+    ra = runs["ra"]
+    wider = replace(ra.record.config, iters=3000, model={**ra.record.config.model, "dim": 24})
+    runs["ra"] = replace(ra, record=replace(ra.record, config=wider))
+    note = demo_app.budget_note(replace(exp, runs=runs))
+    others = " and ".join(r.info.short for name, r in exp.runs.items() if name != "ra")
+    assert f"{others}: 3 generator updates per task, network width 8, batch 16" in note
+    assert "MeRGAN-RA: 3000 generator updates per task, network width 24, batch 16" in note
+    assert note.count("network width") == 2 and "CPU-sized" in note
+
+
 def test_shipped_runs_load_and_show_forgetting():
     """``python demo_app.py`` on a fresh machine: the runs in assets/ are found, and after the last task SFT's
     class 0 differs from MeRGAN's for the same noise."""
