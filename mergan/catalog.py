@@ -80,12 +80,13 @@ class Experiment:
     def strategies(self, *roles: str) -> list[str]:
         """The experiment's strategies (of ``roles``, if given): what forgets, what remembers, the baselines,
         the upper bound; each group in the paper's column order, MeRGAN's from its last column (the paper's
-        headline, RA) back."""
+        headline, RA) back, then what the paper has no column for."""
         found = [s for s, r in self.runs.items() if not roles or r.info.role in roles]
 
         def key(s):
             info = self.runs[s].info
-            return ROLE_ORDER.get(info.role, 9), -info.order if info.role == "mergan" else info.order, s
+            return (ROLE_ORDER.get(info.role, 9), info.paper_column is None,
+                    -info.order if info.role == "mergan" else info.order, s)
         return sorted(found, key=key)
 
     def first(self, *roles: str) -> str | None:

@@ -272,6 +272,39 @@ class RA(Replaying):
         return self.lam * total / (t if ctx.reduce_replay else 1)
 
 
+class JTRRA(JTR, RA):
+    """Both MeRGAN terms at once, as the original code allows (``--JTR --RA``: G loss = base + L_RA + JTR_G,
+    D loss = base + JTR_D, ``mergan.py:325-326``); the paper never combines them.
+
+    The critic learns the old classes from the previous generator's replays as in ``JTR``; the generator's replays
+    of the old classes must both pass that critic and redraw the previous generator's pixels for the same noise
+    and label, as in ``RA`` (lambda_RA as RA's). One replay batch serves both generator terms.
+    """
+
+    name = "jtr-ra"
+    title = "MeRGAN-JTR+RA (replay as data and alignment, the original code's combination)"
+    short = "MeRGAN-JTR+RA"
+    paper_column = None
+    order = 6
+    role = "mergan"
+    about = ("MeRGAN's two terms together: the old classes' images are mixed in as real data and redrawn pixel "
+             "for pixel")
+    color = "#ff7f0e"
+
+    def generator_terms(self, ctx):
+        t = ctx.task
+        if t == 0:
+            return None
+        z, y = replay_batch(ctx)
+        with torch.no_grad(), ctx.autocast():
+            old = self.old_G(z, y, groups=t)
+        new = ctx.G(z, y, groups=t)
+        d_new, logits_new = ctx.D_raw(new)
+        jtr = t * (aux_classifier_loss(logits_new, y) + ctx.game.generator_loss(d_new))
+        ra = self.lam * replay_alignment(new, old)
+        return jtr + ra / t if ctx.reduce_replay else jtr / t + ra
+
+
 class Joint(Strategy):
     """Joint training (JT, ``joint.py``): every class at once with true real labels and uniform fake labels;
     the upper bound. Its one task has the summed budget of the sequential tasks."""
@@ -434,7 +467,7 @@ class DGR(Replaying):
         return module.to(ctx.device), cfg
 
 
-STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (Strategy, JTR, RA, Joint, EWC, DGR)}
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (Strategy, JTR, RA, JTRRA, Joint, EWC, DGR)}
 
 
 def strategy_class(name: str) -> type[Strategy]:

@@ -218,6 +218,22 @@ def test_budget_note_names_each_budget_when_the_runs_differ(exp):
     assert note.count("network width") == 2 and "CPU-sized" in note
 
 
+def test_a_mergan_variant_outside_the_papers_columns_comes_after_them(exp):
+    """MeRGAN-RA, the paper's headline, stays the default; JTR+RA (the original code's combination, no column of
+    the paper's) is offered after the paper's two."""
+    from dataclasses import replace
+
+    from mergan.strategies import STRATEGIES
+
+    runs = dict(exp.runs)
+    jtr = runs["jtr"]
+    runs["jtr-ra"] = replace(jtr, record=replace(jtr.record, strategy=STRATEGIES["jtr-ra"].info()))
+    both = replace(exp, runs=runs)
+    assert both.strategies("mergan") == ["ra", "jtr", "jtr-ra"]
+    assert [v for _, v in demo_app.variant_choices(both)] == ["ra", "jtr", "jtr-ra"]
+    assert demo_app.default_variant(both) == "ra"
+
+
 def test_shipped_runs_load_and_show_forgetting():
     """``python demo_app.py`` on a fresh machine: the runs in assets/ are found, and after the last task SFT's
     class 0 differs from MeRGAN's for the same noise."""

@@ -45,8 +45,8 @@ class Nets:
 
 def make(name, tr, **settings):
     """A strategy with its own settings only (RA and EWC: lambda), past its first task if it replays."""
-    s = STRATEGIES[name](**settings) if settings or name not in ("ra", "ewc") else \
-        STRATEGIES[name](lam=default_ra_lambda("mnist") if name == "ra" else DEFAULTS["ewc_lambda"])
+    s = STRATEGIES[name](**settings) if settings or name not in ("ra", "jtr-ra", "ewc") else \
+        STRATEGIES[name](lam=DEFAULTS["ewc_lambda"] if name == "ewc" else default_ra_lambda("mnist"))
     s.begin_task(tr.ctx(1))   # replaying strategies load the generator of task 0
     return s
 
@@ -54,7 +54,7 @@ def make(name, tr, **settings):
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_first_task_is_plain_gan_for_every_strategy(name):
     tr = Nets()
-    s = STRATEGIES[name](lam=1.0) if name in ("ra", "ewc") else STRATEGIES[name]()
+    s = STRATEGIES[name](lam=1.0) if name in ("ra", "jtr-ra", "ewc") else STRATEGIES[name]()
     s.begin_task(tr.ctx(0))
     assert s.critic_terms(tr.ctx(0)) is None and s.generator_terms(tr.ctx(0)) is None
 
@@ -146,8 +146,8 @@ def test_ra_lambdas_as_paper():
     assert STRATEGIES["ra"](lam=0.5).lam == 0.5
 
 
-def _ra_reference(tr, t, lam, divide):
-    tr.rng.manual_seed(7)
+def _ra_reference(tr, t, lam, divide, seed=7):
+    tr.rng.manual_seed(seed)
     total = 0.0
     for z, y in per_class_replays(tr, t):
         total = total + 0.5 * ((tr.G(z, y) - tr.old_G(z, y)) ** 2).sum()
@@ -204,20 +204,42 @@ def test_jtr_critic_side_old_replays_are_real_with_ac_loss(arch, loss):
     assert tr.D.classifier.weight.grad.abs().sum() > 0
 
 
+def _jtr_generator_reference(tr, t, seed):
+    tr.rng.manual_seed(seed)
+    total = 0.0
+    for z, y in per_class_replays(tr, t):
+        d, logits = tr.D(tr.G(z, y))
+        game = -d.mean() if tr.loss == "wgan-gp" else -F.logsigmoid(d).mean()
+        total = total + game + aux_classifier_loss(logits, y)
+    return total if tr.reduce_replay else total / t
+
+
 @pytest.mark.parametrize("arch, loss", [("dcgan32", "wgan-gp"), ("resnet64", "wgan-gp"), ("dcgan32", "ns-r1")])
 def test_jtr_generator_side_equals_per_class_form(arch, loss):
     tr = Nets(arch, loss=loss)
     s = make("jtr", tr)
+    expected = _jtr_generator_reference(tr, 3, seed=5)
+    tr.rng.manual_seed(5)
+    assert torch.allclose(s.generator_terms(tr.ctx(3)), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["dcgan32", "resnet64"])
+def test_jtr_ra_is_both_terms_on_the_same_replays(arch):
+    """mergan.py:325-326 with --JTR --RA: the critic as JTR's; the generator JTR's term plus RA's, each with its own
+    reduction (digits: JTR's per-class terms summed, RA's sum divided by t; LSUN: JTR's averaged over the old
+    classes, RA's summed)."""
+    tr = Nets(arch, loss="ns-r1")
+    s = make("jtr-ra", tr)
+    assert s.lam == default_ra_lambda("mnist") and s.info().paper_column is None
     t = 3
+    jtr = _jtr_generator_reference(tr, t, seed=5)
+    ra = _ra_reference(tr, t, s.lam, divide=tr.reduce_replay, seed=5)   # the same replays as JTR's term
     tr.rng.manual_seed(5)
-    expected = 0.0
-    for z, y in per_class_replays(tr, t):
-        d, logits = tr.D(tr.G(z, y))
-        game = -d.mean() if loss == "wgan-gp" else -F.logsigmoid(d).mean()
-        expected = expected + game + aux_classifier_loss(logits, y)
-    expected = expected if tr.reduce_replay else expected / t
-    tr.rng.manual_seed(5)
-    assert torch.allclose(s.generator_terms(tr.ctx(t)), expected, rtol=1e-5)
+    got = s.generator_terms(tr.ctx(t))
+    assert torch.allclose(got, jtr + ra, rtol=1e-5) and float(ra.detach()) > 0.01 * abs(float(jtr.detach()))
+    expected = _jtr_critic_reference(tr, 2)
+    tr.rng.manual_seed(11)
+    assert torch.allclose(s.critic_terms(tr.ctx(2)), expected, rtol=1e-5)
 
 
 def test_jtr_generator_side_trains_new_generator_on_old_labels():

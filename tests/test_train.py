@@ -88,7 +88,7 @@ def test_every_strategy_end_to_end(finished, strategy):
         assert meta.run_id == saved["run_id"]
         # the whole resolved configuration travels with the generator, RA's weight included
         assert meta.config.batch_size == 8
-        assert meta.config.ra_lambda == (pytest.approx(1e-3 * 64 / 8) if strategy == "ra" else None)
+        assert meta.config.ra_lambda == (pytest.approx(1e-3 * 64 / 8) if strategy in ("ra", "jtr-ra") else None)
         assert (out / "samples" / f"task_{meta.task:02d}.png").is_file()
         G, _ = load_generator(f)
         imgs = sample(G, [0, 1, 2], seed=0)
