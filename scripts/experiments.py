@@ -91,7 +91,7 @@ def results_rows(preset: str = "quick", seeds=(0, 1), ewc_lambdas=("1e3", "1e5",
     rows = []
     for classes, n in ((D5, 5), (D10, 10)):
         for seed in seeds:
-            for strategy in ("sft", "ra", "jtr", "joint", "dgr"):
+            for strategy in ("sft", "ra", "jtr", "jtr-ra", "joint", "dgr"):
                 rows.append((f"{strategy}-t{n}-s{seed}", ["--strategy", strategy, "--preset", preset, "--classes",
                                                           classes, "--seed", str(seed)]))
             for lam in ewc_lambdas:

@@ -299,7 +299,7 @@ def test_shipped_ten_task_runs_compare_mergan_with_joint_training():
     """The 10-task final generators (no SFT run among them) form their own experiment: the left panel is joint
     training, the upper bound, and every panel draws after the tenth task."""
     exp = demo_app.discover(demo_app.DEFAULT_RUNS).experiments[1]
-    assert exp.classes == [str(i) for i in range(10)] and sorted(exp.runs) == ["joint", "jtr", "ra"]
+    assert exp.classes == [str(i) for i in range(10)] and sorted(exp.runs) == ["joint", "jtr", "jtr-ra", "ra"]
     left, right, info = demo_app.side_by_side(exp, 9, "3", "ra", 8, 0)
     assert left is not None and right is not None and "⚠️" not in info and "Joint and MeRGAN-RA" in info
     heads = demo_app.verdicts(exp, 9, "3", "ra", 0)
