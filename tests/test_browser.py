@@ -283,24 +283,6 @@ def test_verdicts_on_the_first_screen_and_updated_by_every_control(browser_ready
     assert page.evaluate(NO_ALT_JS) == []
 
 
-@pytest.mark.slow
-def test_live_tab_streams_a_lesson_to_the_end(browser_ready, app_url, request):
-    """Teach it a new digit: both grids arrive several times while they learn, then the lesson ends."""
-    page = request.getfixturevalue("page")
-    page.set_default_timeout(FIRST_WAIT_MS)
-    page.goto(app_url)
-    page.locator("#tab-live-button").click()
-    pick(page, "live-class", "5")
-    page.locator("#live-go").click()
-    page.locator("#live-status [data-state=learning]").wait_for()
-    page.locator("#live-ra img").wait_for()
-    first = page.locator("#live-ra img").get_attribute("src")
-    page.locator("#live-status [data-state=done]").wait_for(timeout=120_000)
-    assert page.locator("#live-ra img").get_attribute("src") != first     # streamed: a later grid replaced it
-    assert "Done: 16 of 16 updates on 5" in page.locator("#live-status").inner_text()
-    assert image_pixels(page, "live-sft").shape[0] > 4 * 32
-
-
 def _scores(page) -> dict[str, tuple[float, float, float]]:
     """The lesson's score table: class -> (start, SFT, MeRGAN) in %."""
     rows = page.locator("#live-scores tbody tr").all()
@@ -359,9 +341,14 @@ def test_a_visitor_reaches_everything_and_watches_forgetting(browser_ready, ship
         page.locator("#live-status [data-state=stopped]").wait_for()
         assert page.evaluate(NO_ALT_JS) == []
         return
+    page.locator("#live-ra img").wait_for()
+    first = page.locator("#live-ra img").get_attribute("src")
     page.locator("#live-status [data-state=done]").wait_for(timeout=LESSON_WAIT_MS)
+    assert page.locator("#live-ra img").get_attribute("src") != first     # streamed: a later grid replaced it
     progress = page.locator("#live-status progress")
     assert progress.get_attribute("value") == progress.get_attribute("max") == str(LESSON_UPDATES)
+    assert f"Done: {LESSON_UPDATES} of {LESSON_UPDATES} updates on 5" in page.locator("#live-status").inner_text()
+    assert image_pixels(page, "live-sft").shape[0] > (len(exp.classes) + 1) * 32   # a row per class, upscaled
     scores = _scores(page)
     old = [c for c in exp.classes]
     assert set(scores) == {*old, "5"}
