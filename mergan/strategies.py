@@ -119,7 +119,8 @@ class JTRRA(JTR, RA):
 
     The critic learns the old classes from the previous generator's replays as in ``JTR``; the generator's replays
     of the old classes must both pass that critic and redraw the previous generator's pixels for the same noise
-    and label, as in ``RA`` (lambda_RA as RA's). One replay batch serves both generator terms.
+    and label, as in ``RA`` (lambda_RA: RA's, a quarter of it in ``quick``). One replay batch serves both generator
+    terms.
     """
 
     name = "jtr-ra"
@@ -131,6 +132,12 @@ class JTRRA(JTR, RA):
     about = ("MeRGAN's two terms together: the old classes' images are mixed in as real data and redrawn pixel "
              "for pixel")
     color = "#ff7f0e"
+
+    @classmethod
+    def resolve(cls, cfg, preset):
+        """RA's lambda_RA (``RA.resolve``) with the preset's own scale for this strategy (``jtr_ra_scale``: the
+        paper preset's is RA's, as the original code; ``quick``'s a quarter of RA's, measured in the README)."""
+        return RA.resolve(cfg, {**preset, "ra_scale": preset.get("jtr_ra_scale", 1.0)})
 
     def generator_terms(self, ctx):
         if ctx.task == 0:

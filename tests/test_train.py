@@ -207,6 +207,9 @@ def test_bad_input_one_clear_line(tmp_path, capsys, args, message):
     (["--preset", "paper", "--batch-size", "32"], 1e-4, 32, 2e-3),   # the summed RA term keeps its balance
     (["--preset", "quick"], 4e-4, 64, 1.2e-2),                       # the CPU-sized preset: x3, and x4 for 16 replays
     (["--preset", "quick", "--ra-lambda", "1e-3", "--lr", "1e-4"], 1e-4, 64, 1e-3),  # explicit values win
+    (["--strategy", "jtr-ra", "--preset", "paper"], 1e-4, 64, 1e-3),   # the original code's --JTR --RA: RA's weight
+    (["--strategy", "jtr-ra", "--preset", "quick"], 4e-4, 64, 3e-3),   # quick: a quarter of RA's (README, JTR+RA)
+    (["--strategy", "jtr-ra", "--preset", "quick", "--ra-lambda", "1.2e-2"], 4e-4, 64, 1.2e-2),
 ])
 def test_preset_settings(args, lr, batch, ra_lambda):
     ns = train.build_parser().parse_args(["--strategy", "ra", *args])
