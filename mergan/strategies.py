@@ -135,9 +135,10 @@ class JTRRA(JTR, RA):
 
     @classmethod
     def resolve(cls, cfg, preset):
-        """RA's lambda_RA (``RA.resolve``) with the preset's own scale for this strategy (``jtr_ra_scale``: the
-        paper preset's is RA's, as the original code; ``quick``'s a quarter of RA's, measured in the README)."""
-        return RA.resolve(cfg, {**preset, "ra_scale": preset.get("jtr_ra_scale", 1.0)})
+        """RA's lambda_RA (``RA.resolve``) times the preset's share of it for this strategy (``jtr_ra_share``: 1 in
+        the paper preset, as the original code; a quarter in ``quick``, measured in the README)."""
+        share = preset.get("jtr_ra_share", 1.0)
+        return RA.resolve(cfg, {**preset, "ra_scale": preset.get("ra_scale", 1.0) * share})
 
     def generator_terms(self, ctx):
         if ctx.task == 0:
