@@ -6,10 +6,7 @@ install``: it downloads a browser). Without them the test is skipped, except und
 import io
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -361,31 +358,3 @@ def test_a_visitor_reaches_everything_and_watches_forgetting(browser_ready, ship
     # No picture without alternative text, wherever the visitor has been.
     assert page.evaluate(NO_ALT_JS) == []
     assert "recognised per row" in page.locator("#live-sft img").get_attribute("alt")
-
-
-@pytest.mark.slow
-def test_the_demo_server_removes_its_files_when_stopped(tiny_runs, tmp_path):
-    """``python demo_app.py`` keeps every file it writes in a folder of its own, removed on SIGTERM."""
-    port = _free_port()
-    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "demo_app.py", "--runs", str(tiny_runs), "--port", str(port)],
-                              cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        import httpx
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        folders = list(tmp_path.glob(f"mergan-demo-{server.pid}-*"))
-        assert len(folders) == 1 and (folders[0] / "gradio").is_dir()     # gradio's cache inside it
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) == 0, server.stderr.read()[-2000:]
-        assert not folders[0].exists()
-    finally:
-        if server.poll() is None:
-            server.kill()

@@ -1,8 +1,11 @@
-"""Serving the demo to strangers (``mergan.serving``): its own folder removed on every kind of stop, and a
-visitor's overlapping requests answered newest only."""
+"""Serving the demo to strangers (``mergan.serving``): its own folder removed on every kind of stop (``python
+demo_app.py``'s too, gradio's cache inside it), and a visitor's overlapping requests answered newest only."""
+import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 import threading
 import types
 from pathlib import Path
@@ -77,3 +80,37 @@ def test_an_older_overlapping_draw_does_not_overwrite_the_newer(tiny_runs, monke
     first.join(30)
     assert "Seed **6**" in out[6][-1]
     assert all(u == {"__type__": "update"} for u in out[5]), "the older draw overwrote the page"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_demo_server_removes_its_files_when_stopped(tiny_runs, tmp_path):
+    """``python demo_app.py`` keeps every file it writes in a folder of its own, removed on SIGTERM."""
+    port = _free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "demo_app.py", "--runs", str(tiny_runs), "--port", str(port)],
+                              cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        folders = list(tmp_path.glob(f"mergan-demo-{server.pid}-*"))
+        assert len(folders) == 1 and (folders[0] / "gradio").is_dir()     # gradio's cache inside it
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0, server.stderr.read()[-2000:]
+        assert not folders[0].exists()
+    finally:
+        if server.poll() is None:
+            server.kill()
