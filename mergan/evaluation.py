@@ -94,6 +94,19 @@ def _score(G, meta: TaskMeta, path: Path, ev, ev2, n: int, seed: int, device):
     return scores, kept
 
 
+def _recall(kept: dict, seen: list[str], classes: list[str], real_feats, real_y) -> Scores | None:
+    """Each class seen so far: improved recall of its generated images' features (as many as its real images)
+    against its real images' (k = 5), as ``_variety`` measures the final generator; None if no class has enough
+    images on both sides."""
+    out = {}
+    for c in seen:
+        real_c = real_feats[real_y == classes.index(c)]
+        measured = prdc(real_c, kept[c][1][:len(real_c)])
+        if measured is not None:
+            out[c] = measured["recall"]
+    return Scores.of(out) if out else None
+
+
 def _real(data, classes: list[str], n: int):
     """Real images of the run's classes, the test split where every class has one (else train): (images,
     labels = index in ``classes``, split name)."""
@@ -202,17 +215,18 @@ def evaluate_run(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0, d
     final = checkpoints[-1][1]
     cfg, classes, size = final.config, list(final.classes), data.size
 
+    real_x, real_y, split = _real(data, classes, eval_samples)
+    real_preds, real_feats = ev.run(real_x)
     tasks, samples, kept = [], [], None
     for path, meta in checkpoints:
         G, meta = load_generator(path, device)
         scores, kept = _score(G, meta, path, ev, ev2, eval_samples, seed, device)
+        scores.recall = _recall(kept, meta.classes, classes, real_feats, real_y)
         tasks.append(scores)
         if pictures:
             samples.append({c: sample(G, torch.full((8,), i), PICTURE_SEED, device) for i, c in enumerate(meta.classes)})
         del G
 
-    real_x, real_y, split = _real(data, classes, eval_samples)
-    real_preds, real_feats = ev.run(real_x)
     real = Scores.of({c: rate(real_preds[real_y == k] == ev.index(c)) for k, c in enumerate(classes)})
     second_info = None
     if ev2 is not None:

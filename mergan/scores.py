@@ -54,7 +54,9 @@ class Scores:
 @dataclass
 class TaskScores:
     """One task file scored: every class seen so far, by the main evaluator, the second one (another family), and
-    each class by the lower of the two (``both``: a result counts where both see it)."""
+    each class by the lower of the two (``both``: a result counts where both see it); ``recall``: each class's
+    improved recall against the real images (k = 5, main evaluator's features, as ``Variety``), so that variety
+    can be followed task by task (None in files written before it was measured)."""
 
     task: int
     tasks_seen: int
@@ -62,6 +64,7 @@ class TaskScores:
     main: Scores
     second: Scores | None = None
     both: Scores | None = None
+    recall: Scores | None = None
 
     @property
     def strict(self) -> Scores:
@@ -71,12 +74,13 @@ class TaskScores:
     def to_dict(self) -> dict:
         return {"task": self.task, "tasks_seen": self.tasks_seen, "checkpoint": self.checkpoint,
                 "main": asdict(self.main), "second": asdict(self.second) if self.second else None,
-                "both": asdict(self.both) if self.both else None}
+                "both": asdict(self.both) if self.both else None,
+                "recall": asdict(self.recall) if self.recall else None}
 
     @classmethod
     def from_dict(cls, d, where) -> "TaskScores":
         opt = {k: Scores.from_dict(d[k], f"{where}.{k}") if isinstance(d, dict) and d.get(k) is not None else None
-               for k in ("second", "both")}
+               for k in ("second", "both", "recall")}
         return cls(need(d, "task", int, where, lo=0), need(d, "tasks_seen", int, where, lo=1),
                    need(d, "checkpoint", str, where, hi=200), Scores.from_dict(need(d, "main", dict, where),
                                                                              f"{where}.main"), **opt)

@@ -30,8 +30,8 @@ def render(header: list[str], rows: list[list[str]], style: str = "text") -> str
 
 # ----------------------------------------------------------------------------------------------- one run
 def run_rows(m: Metrics) -> list[tuple[str, list[str], list[list[str]]]]:
-    """One run's tables, as (title, header, rows): accuracy per class after every task by each evaluator, and the
-    final generator's variety per class beside the real-data ceilings."""
+    """One run's tables, as (title, header, rows): accuracy per class after every task by each evaluator, recall
+    per class after every task, and the final generator's variety per class beside the real-data ceilings."""
     classes, out = m.classes, []
     for name, pick, info in (("main", lambda t: t.main, m.main), ("second", lambda t: t.second, m.second)):
         if info is None:
@@ -43,6 +43,13 @@ def run_rows(m: Metrics) -> list[tuple[str, list[str], list[list[str]]]]:
                  f"{percent(info.test_accuracy)}% on real {info.test_split} images)")
         out.append((title, ["after task", *classes, "average"], rows))
     v = m.variety
+    if any(t.recall for t in m.tasks):   # files written before per-task recall was measured have none
+        rows = [[str(t.task)] + [number(t.recall.per_class.get(c) if t.recall else None) for c in classes]
+                + [number(t.recall.average if t.recall else None)] for t in m.tasks]
+        rows.append(["real"] + [number(v.prdc_ceiling.get(c, {}).get("recall")) for c in classes]
+                    + [number(v.mean("recall", True))])
+        out.append((f"recall of each class seen after every task (k = {v.k}, main evaluator's features; real: real "
+                    f"against real)", ["after task", *classes, "mean"], rows))
     rows = []
     for c in classes:
         p, ceil, taken = v.prdc.get(c, {}), v.prdc_ceiling.get(c, {}), v.taken_for(c)

@@ -254,6 +254,10 @@ def test_end_to_end_on_a_tiny_run(tmp_path, capsys, cached, mnist_slice):
     assert 0 <= v.reverse_accuracy <= 1 and v.reverse_images_per_class == 64 and v.real_split == "test"
     assert set(v.prdc) == {"3", "0"} and all(0 <= row["recall"] <= 1 for row in v.prdc.values())
     assert set(v.prdc_ceiling) == {"3", "0"} and v.mean("recall", ceiling=True) > 0.5
+    # recall followed task by task, over the classes seen so far; after the last task it is the final variety's
+    assert [list(t.recall.per_class) for t in m.tasks] == [["3"], ["3", "0"]]
+    assert m.tasks[-1].recall.per_class == {c: row["recall"] for c, row in v.prdc.items()}
+    assert "recall of each class seen after every task" in printed
     assert m.fid["overall"] > 0 and set(m.fid["per_class"]) == {"3", "0"}
     assert "skipped" in m.inception_fid
     grid = Image.open(run / "forgetting_grid.png").convert("RGB")
