@@ -94,17 +94,17 @@ def _score(G, meta: TaskMeta, path: Path, ev, ev2, n: int, seed: int, device):
     return scores, kept
 
 
-def _recall(kept: dict, seen: list[str], classes: list[str], real_feats, real_y) -> Scores | None:
-    """Each class seen so far: improved recall of its generated images' features (as many as its real images)
-    against its real images' (k = 5), as ``_variety`` measures the final generator; None if no class has enough
-    images on both sides."""
+def _prdc(kept: dict, seen: list[str], classes: list[str], real_feats, real_y) -> dict[str, dict]:
+    """Each class seen so far: precision, recall, density and coverage (k = 5) of its generated images' features
+    (as many as its real images) against its real images'; a class with too few images on either side is left
+    out. Measured after every task (its recall kept per task); the last task's is the final generator's variety."""
     out = {}
     for c in seen:
         real_c = real_feats[real_y == classes.index(c)]
         measured = prdc(real_c, kept[c][1][:len(real_c)])
         if measured is not None:
-            out[c] = measured["recall"]
-    return Scores.of(out) if out else None
+            out[c] = measured
+    return out
 
 
 def _real(data, classes: list[str], n: int):
@@ -119,8 +119,9 @@ def _real(data, classes: list[str], n: int):
 
 
 def _variety(ev: Evaluator, kept: dict, data, classes: list[str], real_x, real_y, real_feats, split: str,
-             n: int, seed: int, device) -> Variety:
-    """Reverse accuracy and precision/recall/density/coverage of the final generator, per class, with ceilings."""
+             n: int, seed: int, device, table: dict | None = None) -> Variety:
+    """Reverse accuracy and precision/recall/density/coverage of the final generator, per class, with ceilings
+    (``table``: its ``_prdc``, when the caller has measured it already)."""
     cfg = ev.meta["config"]
     epochs = int(ev.meta.get("epochs", 15))
     n_rev = min(n, REVERSE_PER_CLASS, min(len(data.train[c]) for c in classes))
@@ -135,13 +136,11 @@ def _variety(ev: Evaluator, kept: dict, data, classes: list[str], real_x, real_y
         log.info("reverse accuracy's ceiling: the same recipe on %d real training images per class", n_rev)
         real_train = {c: stack(data.train[c], n_rev) for c in classes}
         ceil_pc, ceil_all, _ = reverse_accuracy(cfg, real_train, real_x, real_y, classes, epochs, seed, device)
-    table, ceiling_table = {}, {}
+    table = _prdc(kept, classes, classes, real_feats, real_y) if table is None else table
+    ceiling_table = {}
     for k, c in enumerate(classes):
         real_c = real_feats[real_y == k]
         m = len(real_c)
-        measured = prdc(real_c, kept[c][1][:m])
-        if measured is not None:
-            table[c] = measured
         train_c = stack(data.train[c], m)
         reference = prdc(real_c, ev.run(train_c)[1]) if len(train_c) >= m else None
         if reference is not None:
@@ -217,11 +216,12 @@ def evaluate_run(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0, d
 
     real_x, real_y, split = _real(data, classes, eval_samples)
     real_preds, real_feats = ev.run(real_x)
-    tasks, samples, kept = [], [], None
+    tasks, samples, kept, table = [], [], None, {}
     for path, meta in checkpoints:
         G, meta = load_generator(path, device)
         scores, kept = _score(G, meta, path, ev, ev2, eval_samples, seed, device)
-        scores.recall = _recall(kept, meta.classes, classes, real_feats, real_y)
+        table = _prdc(kept, meta.classes, classes, real_feats, real_y)
+        scores.recall = Scores.of({c: row["recall"] for c, row in table.items()}) if table else None
         tasks.append(scores)
         if pictures:
             samples.append({c: sample(G, torch.full((8,), i), PICTURE_SEED, device) for i, c in enumerate(meta.classes)})
@@ -233,7 +233,8 @@ def evaluate_run(run_dir: str | Path, eval_samples: int = 6400, seed: int = 0, d
         preds2, _ = ev2.run(real_x)
         second_info = _evaluator_info(ev2, Scores.of({c: rate(preds2[real_y == k] == ev2.index(c))
                                                       for k, c in enumerate(classes)}))
-    variety = _variety(ev, kept, data, classes, real_x, real_y, real_feats, split, eval_samples, seed, device)
+    variety = _variety(ev, kept, data, classes, real_x, real_y, real_feats, split, eval_samples, seed, device,
+                       table)
     if inception_weights:
         fake_all = torch.cat([kept[c][0] for c in classes])
         log.info("Inception FID on %d real and %d generated images", len(real_x), len(fake_all))
