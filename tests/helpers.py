@@ -1,4 +1,6 @@
-"""Records made by hand for tests: a task file's metadata without a training run."""
+"""Shared by the tests: a task file's metadata made by hand (no training run), a free local port."""
+import socket
+
 from mergan.config import RunConfig
 from mergan.records import ClassData, DataSource, TaskMeta
 from mergan.strategies import strategy_class
@@ -15,3 +17,10 @@ def task_meta(model: dict, *, task: int = 0, classes=("0",), strategy: str = "sf
     return TaskMeta(task=task, classes=classes[: task + 1], iters=cfg.iters, model=model,
                     deliverable=deliverable or cls.task_file, strategy_name=strategy, dataset=dataset,
                     data_source=source, strategy=cls.info(), config=cfg, run_id=run_id)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -6,7 +6,6 @@ install``: it downloads a browser). Without them the test is skipped, except und
 import io
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import free_port
 from mergan.views import MAX_SEED
 
 CHROMIUM = "/usr/bin/chromium"
@@ -51,17 +51,11 @@ def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(runs, **build):
     import demo_app
 
     demo = demo_app.build_demo(runs, work_dir=tempfile.mkdtemp(prefix="mergan-demo-test-"), **build)
-    port = _free_port()
+    port = free_port()
     demo_app.serve(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{port}/"
 

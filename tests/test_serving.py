@@ -2,7 +2,6 @@
 demo_app.py``'s too, gradio's cache inside it), and a visitor's overlapping requests answered newest only."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import demo_app
+from helpers import free_port
 from mergan.serving import NewestOnly, remove_stale
 
 
@@ -82,16 +82,10 @@ def test_an_older_overlapping_draw_does_not_overwrite_the_newer(tiny_runs, monke
     assert all(u == {"__type__": "update"} for u in out[5]), "the older draw overwrote the page"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_the_demo_server_removes_its_files_when_stopped(tiny_runs, tmp_path):
     """``python demo_app.py`` keeps every file it writes in a folder of its own, removed on SIGTERM."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen([sys.executable, "demo_app.py", "--runs", str(tiny_runs), "--port", str(port)],
                               cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.DEVNULL,
